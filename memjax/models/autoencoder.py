@@ -1,0 +1,46 @@
+"""Autoencoder: encoder -> one embedding -> decoder regenerating all tokens in one pass (no shift).
+
+With a frozen encoder this is also the paper's information probe (Fig. 1): a fresh decoder learns to
+regenerate the input from the encoder's single embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+from flax import nnx
+
+from memjax.models.bridge import Bridge, Unroll, embedding_at, repeat
+from memjax.models.config import StackConfig
+from memjax.models.stack import Stack, TokenEncoder, lm_head, logits_from
+
+Feed = Literal["repeat", "unroll"]
+FEEDS: tuple[str, ...] = ("repeat", "unroll")
+
+
+class Autoencoder(nnx.Module):
+  """tokens [B, T] -> {'logits' [B, T, V] (position t regenerates token t), 'embedding' [B, E]}."""
+
+  def __init__(self, encoder: StackConfig, decoder: StackConfig, *, feed: Feed = "repeat",
+               embed_index: int = -1, compression: int = 1, rngs: nnx.Rngs):
+    if feed not in FEEDS:
+      raise ValueError(f"decoder feed must be one of {FEEDS}, got {feed!r}")
+    self.encoder = TokenEncoder(encoder, rngs=rngs)
+    self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
+    self.unroll = Unroll(decoder.d_model, rngs=rngs) if feed == "unroll" else None
+    self.decoder = Stack(decoder, rngs=rngs)
+    self.head = lm_head(decoder, rngs)
+    self.embed_index = embed_index
+
+  def embed(self, tokens_BxT: jax.Array) -> jax.Array:
+    """The single memory embedding [B, E] of each sequence."""
+    return embedding_at(self.encoder(tokens_BxT), self.embed_index)
+
+  def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:
+    embedding_BxE = self.embed(tokens_BxT)
+    code_BxD = self.bridge(embedding_BxE)
+    T = tokens_BxT.shape[1]
+    inputs_BxTxD = self.unroll(code_BxD, T) if self.unroll is not None else repeat(code_BxD, T)
+    logits_BxTxV = logits_from(self.decoder(inputs_BxTxD), self.head, None)
+    return {"logits": logits_BxTxV, "embedding": embedding_BxE}

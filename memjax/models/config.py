@@ -1,0 +1,79 @@
+"""Typed model configuration: the boundary between ml_collections configs and model code."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Mapping
+
+Family = Literal["transformer", "mixer"]
+FAMILIES: tuple[str, ...] = ("transformer", "mixer")
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+  """One tower: a token embedding (optional), a block stack and its final norm.
+
+  `length` is the number of positions the stack processes. Mixers need it (their token
+  mixing is a learned `length x length` map); transformers ignore it.
+  """
+
+  family: Family
+  d_model: int
+  n_layers: int
+  length: int
+  vocab_size: int
+  n_heads: int = 4
+  n_kv_heads: int = 0  # 0 means n_heads (full multi-head attention)
+  mlp_dim: int = 0  # 0 means 4 * d_model
+  rope_theta: float = 10_000.0
+  norm_eps: float = 1e-6
+  mixer_kernel: int = 1
+  mixer_heads: int = 0  # 0 means the flat (single map) mixer
+  scan_layers: bool = False
+
+  def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ValueError(f"model family must be one of {FAMILIES}, got {self.family!r}")
+    for name in ("d_model", "n_layers", "length", "vocab_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.family == "transformer":
+      if self.d_model % self.n_heads:
+        raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+      if self.n_heads % self.kv_heads:
+        raise ValueError(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.kv_heads}")
+      if self.head_dim % 2:
+        raise ValueError(f"RoPE needs an even head dimension, got {self.head_dim}")
+    if self.family == "mixer":
+      if self.mixer_kernel < 1:
+        raise ValueError(f"mixer_kernel must be >= 1, got {self.mixer_kernel}")
+      if self.mixer_heads and self.d_model % self.mixer_heads:
+        raise ValueError(
+            f"d_model={self.d_model} is not divisible by mixer_heads={self.mixer_heads}")
+
+  @property
+  def kv_heads(self) -> int:
+    return self.n_kv_heads or self.n_heads
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.n_heads
+
+  @property
+  def hidden_dim(self) -> int:
+    return self.mlp_dim or 4 * self.d_model
+
+  def replace(self, **changes: Any) -> StackConfig:
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+ARCH_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(StackConfig) if f.name not in ("vocab_size", "length"))
+
+
+def stack_config(arch: Mapping[str, Any], *, length: int, vocab_size: int) -> StackConfig:
+  """Builds a StackConfig from a config section holding (at least) the architecture fields."""
+  return StackConfig(length=length, vocab_size=vocab_size, **{k: arch[k] for k in ARCH_FIELDS if k in arch})

@@ -1,0 +1,21 @@
+"""Causal language model: token encoder, LM head (optionally tied to the embedding)."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from memjax.models.config import StackConfig
+from memjax.models.stack import TokenEncoder, lm_head, logits_from
+
+
+class CausalLM(nnx.Module):
+  """tokens [B, T] -> {'logits' [B, T, V] (position t predicts token t+1), 'hidden' [B, T, D]}."""
+
+  def __init__(self, cfg: StackConfig, *, tie_embeddings: bool = False, rngs: nnx.Rngs):
+    self.encoder = TokenEncoder(cfg, rngs=rngs)
+    self.head = None if tie_embeddings else lm_head(cfg, rngs)
+
+  def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:
+    hidden_BxTxD = self.encoder(tokens_BxT)
+    return {"logits": logits_from(hidden_BxTxD, self.head, self.encoder.embed), "hidden": hidden_BxTxD}

@@ -1,0 +1,107 @@
+"""The parallel encoder-decoder memory model and its no-memory control.
+
+A K*L-token input is split into K chunks of L tokens. The encoder embeds chunks 0..K-2 in one batched
+call (one embedding per chunk); chunk c is then decoded causally with the memories of chunks < c
+placed in front of its tokens. All K chunks are decoded in one batched decoder call.
+
+Memory slots: with 'fixed' slots the decoder input is [m_0 .. m_{c-1}, pad x (K-1-c), tokens_c], so
+token positions never move; with 'variable' slots it is [m_0 .. m_{c-1}, tokens_c, pad x (K-1-c)].
+The output at token position t predicts token t+1 of the flat sequence, including across chunk
+boundaries (the last position of chunk c predicts the first token of chunk c+1 from everything
+before it), so the usual shifted causal-LM loss applies to the [B, K*L, V] logits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from memjax.models.bridge import Bridge, embedding_at
+from memjax.models.config import StackConfig
+from memjax.models.stack import TokenEncoder, lm_head, logits_from
+
+Slots = Literal["fixed", "variable"]
+SLOTS: tuple[str, ...] = ("fixed", "variable")
+
+
+def decode_after_prefix(decoder: TokenEncoder, head: nnx.Linear, prefix_BxSxD: jax.Array,
+                        tokens_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Decodes [prefix, embed(tokens)]; returns (logits [B, L, V] at the token positions, hidden [B, S+L, D])."""
+  tokens_BxLxD = decoder.embed(tokens_BxL)
+  inputs_BxPxD = jnp.concatenate([prefix_BxSxD.astype(tokens_BxLxD.dtype), tokens_BxLxD], axis=1)
+  hidden_BxPxD = decoder.stack(inputs_BxPxD)
+  return logits_from(hidden_BxPxD[:, prefix_BxSxD.shape[1]:], head, None), hidden_BxPxD
+
+
+def variable_slot_layout(chunks: int, chunk_len: int) -> tuple[np.ndarray, np.ndarray]:
+  """Index maps for variable slots over the table [memories (K-1), tokens (L), pad (1)].
+
+  Returns (source index [K, K-1+L] of each decoder input, decoder position [K, L] of each token).
+  """
+  S = chunks - 1
+  c, i = np.arange(chunks)[:, None], np.arange(S + chunk_len)[None, :]
+  source = np.where(i < c, i, np.where(i < c + chunk_len, S + i - c, S + chunk_len))
+  return source, c + np.arange(chunk_len)[None, :]
+
+
+class MemoryModel(nnx.Module):
+  """tokens [B, K*L] -> {'logits' [B, K*L, V], 'memories' [B, K-1, D]}.
+
+  `encoder=None` builds the no-memory control: every slot holds the constant pad vector.
+  """
+
+  def __init__(self, encoder: StackConfig | None, decoder: StackConfig, *, chunks: int,
+               slots: Slots = "fixed", embed_index: int = -1, compression: int = 1,
+               pad_value: float = 1.0, rngs: nnx.Rngs):
+    if chunks < 2:
+      raise ValueError(f"a memory model needs at least 2 chunks, got {chunks}")
+    if slots not in SLOTS:
+      raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
+    self.encoder = TokenEncoder(encoder, rngs=rngs) if encoder is not None else None
+    self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
+                   if encoder is not None else None)
+    self.decoder = TokenEncoder(decoder, rngs=rngs)
+    self.head = lm_head(decoder, rngs)
+    self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
+    self.d_model = decoder.d_model
+
+  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
+    """One memory per chunk but the last, [B, K-1, D], from one batched encoder call."""
+    B, K, L = chunks_BxKxL.shape
+    if self.encoder is None:
+      return jnp.full((B, K - 1, self.d_model), self.pad_value, jnp.float32)
+    hidden = self.encoder(chunks_BxKxL[:, :-1].reshape(B * (K - 1), L))
+    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, K - 1, -1)
+
+  def __call__(self, tokens_BxN: jax.Array) -> dict[str, jax.Array]:
+    B, N = tokens_BxN.shape
+    K, S = self.chunks, self.chunks - 1
+    if N % K:
+      raise ValueError(f"sequence length {N} is not divisible into {K} chunks")
+    L = N // K
+    chunks_BxKxL = tokens_BxN.reshape(B, K, L)
+    memories_BxSxD = self.memories(chunks_BxKxL)
+    tokens_BxKxLxD = self.decoder.embed(chunks_BxKxL)
+    dtype = tokens_BxKxLxD.dtype
+    memories_BxSxD = memories_BxSxD.astype(dtype)
+    pad_D = jnp.full((self.d_model,), self.pad_value, dtype)
+    if self.slots == "fixed":
+      visible_KxS = np.arange(S)[None, :] < np.arange(K)[:, None]
+      slots_BxKxSxD = jnp.where(visible_KxS[None, :, :, None], memories_BxSxD[:, None], pad_D)
+      inputs_BxKxPxD = jnp.concatenate([slots_BxKxSxD, tokens_BxKxLxD], axis=2)
+      read_KxL = np.broadcast_to(S + np.arange(L), (K, L))
+    else:
+      source_KxP, read_KxL = variable_slot_layout(K, L)
+      table_BxKxRxD = jnp.concatenate([
+          jnp.broadcast_to(memories_BxSxD[:, None], (B, K, S, self.d_model)), tokens_BxKxLxD,
+          jnp.broadcast_to(pad_D, (B, K, 1, self.d_model))], axis=2)
+      inputs_BxKxPxD = table_BxKxRxD[:, np.arange(K)[:, None], source_KxP]
+    P = inputs_BxKxPxD.shape[2]
+    hidden_BxKxPxD = self.decoder.stack(inputs_BxKxPxD.reshape(B * K, P, -1)).reshape(B, K, P, -1)
+    hidden_BxKxLxD = hidden_BxKxPxD[:, np.arange(K)[:, None], read_KxL]
+    logits = logits_from(hidden_BxKxLxD, self.head, None)
+    return {"logits": logits.reshape(B, N, -1), "memories": memories_BxSxD}

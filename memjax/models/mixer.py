@@ -1,0 +1,93 @@
+"""Masked mixer blocks (Badger 2024, arXiv 2409.01482), as in the reference `MixerBlock` / `MixerHead`.
+
+Token mixing is a learned lower-triangular `T x T` map per layer, so position i only reads positions
+j <= i. With kernel k > 1 the map also mixes k neighbouring feature indices ('same' padding, PyTorch's
+convention for even k), exactly like the reference's `Conv1d(T, T, k)` applied to a [B, T, d] tensor.
+The multi-head form projects to d/h features per head, mixes each head with its own map and
+concatenates into an output projection (without the reference's stale-index bug).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from memjax.models.config import StackConfig
+
+LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default, as in the reference
+
+
+def torch_uniform(fan_in: int) -> nnx.Initializer:
+  """PyTorch's default Linear / Conv initializer: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = fan_in**-0.5
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def torch_linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+  init = torch_uniform(d_in)
+  return nnx.Linear(d_in, d_out, kernel_init=init, bias_init=init, rngs=rngs)
+
+
+def shifted_features(z_BxTxF: jax.Array, kernel: int) -> jax.Array:
+  """[B, k, T, F]: tap p holds z[..., f + p - (k-1)//2], zero outside [0, F) ('same' padding)."""
+  left = (kernel - 1) // 2
+  padded = jnp.pad(z_BxTxF, ((0, 0), (0, 0), (left, kernel - 1 - left)))
+  F = z_BxTxF.shape[-1]
+  return jnp.stack([padded[..., p:p + F] for p in range(kernel)], axis=1)
+
+
+class TokenMixing(nnx.Module):
+  """Causal token mixing y_i = b_i + sum_{j<=i} sum_p W[p, i, j] z_j(shifted by p), per head."""
+
+  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
+    self.heads = cfg.mixer_heads
+    self.kernel = cfg.mixer_kernel
+    n_maps = max(cfg.mixer_heads, 1)
+    T = cfg.length
+    init = torch_uniform(T * cfg.mixer_kernel)
+    self.weight = nnx.Param(init(rngs.params(), (n_maps, cfg.mixer_kernel, T, T)))
+    self.bias = nnx.Param(init(rngs.params(), (n_maps, T)))
+    if self.heads:
+      self.proj = torch_linear(cfg.d_model, cfg.d_model, rngs)
+      self.out = torch_linear(cfg.d_model, cfg.d_model, rngs)
+
+  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    B, T, D = x_BxTxD.shape
+    n_maps = max(self.heads, 1)
+    z_BxTxD = self.proj(x_BxTxD) if self.heads else x_BxTxD
+    z_BxNxTxF = z_BxTxD.reshape(B, T, n_maps, D // n_maps).transpose(0, 2, 1, 3)
+    causal_TxT = jnp.tril(jnp.ones((T, T), dtype=x_BxTxD.dtype))
+    weight_NxKxTxT = self.weight[...] * causal_TxT
+    if self.kernel == 1:
+      y_BxNxTxF = jnp.einsum("nij,bnjf->bnif", weight_NxKxTxT[:, 0], z_BxNxTxF)
+    else:
+      taps_BxNxKxTxF = jax.vmap(shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, self.kernel)
+      y_BxNxTxF = jnp.einsum("nkij,bnkjf->bnif", weight_NxKxTxT, taps_BxNxKxTxF)
+    y_BxNxTxF = y_BxNxTxF + self.bias[...][None, :, :, None]
+    y_BxTxD = y_BxNxTxF.transpose(0, 2, 1, 3).reshape(B, T, D)
+    return self.out(y_BxTxD) if self.heads else y_BxTxD
+
+
+class MixerMLP(nnx.Module):
+
+  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
+    self.up = torch_linear(cfg.d_model, cfg.hidden_dim, rngs)
+    self.down = torch_linear(cfg.hidden_dim, cfg.d_model, rngs)
+
+  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x_BxTxD), approximate=False))
+
+
+class MixerBlock(nnx.Module):
+  """Pre-LayerNorm residual block: x + mix(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
+    self.mix_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mix = TokenMixing(cfg, rngs=rngs)
+    self.mlp_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mlp = MixerMLP(cfg, rngs=rngs)
+
+  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    x_BxTxD = x_BxTxD + self.mix(self.mix_norm(x_BxTxD))
+    return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))

@@ -1,0 +1,80 @@
+"""The shared towers every model is built from: a block stack, a token encoder and an LM head.
+
+Layers are created with `nnx.vmap`, so each parameter carries a leading layer axis (one checkpoint
+leaf per weight, not per layer), and are applied either in an unrolled Python loop (fastest on CPU)
+or with `jax.lax.scan` (`scan_layers=True`: one compiled block, for deep models).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from memjax.models import mixer, transformer
+from memjax.models.config import StackConfig
+
+BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock}
+
+
+class Stack(nnx.Module):
+  """`n_layers` causal blocks of one family followed by the family's final norm.
+
+  Maps embeddings [B, T, D] to hidden states [B, T, D] at every position. Mixers have no final
+  norm (as in the reference); transformers end with RMSNorm (as `LlamaModel`).
+  """
+
+  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
+    block_cls = BLOCKS[cfg.family]
+
+    @nnx.split_rngs(splits=cfg.n_layers)
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def make_blocks(rngs: nnx.Rngs):
+      return block_cls(cfg, rngs=rngs)
+
+    self.blocks = make_blocks(rngs)
+    self.n_layers = cfg.n_layers
+    self.scan_layers = cfg.scan_layers
+    self.norm = transformer.final_norm(cfg, rngs) if cfg.family == "transformer" else None
+
+  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    graphdef, layers = nnx.split(self.blocks)
+    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x)
+    if self.scan_layers:
+      x_BxTxD, _ = jax.lax.scan(lambda x, layer: (apply_block(x, layer), None), x_BxTxD, layers)
+    else:
+      for i in range(self.n_layers):
+        x_BxTxD = apply_block(x_BxTxD, jax.tree.map(lambda w: w[i], layers))
+    return self.norm(x_BxTxD) if self.norm is not None else x_BxTxD
+
+
+def embedding_init(family: str) -> nnx.Initializer:
+  """HF Llama initializes embeddings N(0, 0.02); torch.nn.Embedding (the mixers) N(0, 1)."""
+  return nnx.initializers.normal(0.02 if family == "transformer" else 1.0)
+
+
+class TokenEncoder(nnx.Module):
+  """Token embedding followed by a stack: token ids [B, T] -> hidden states [B, T, D].
+
+  This is the unit that is probed, exported and frozen: the trunk of a causal LM, the encoder of
+  an autoencoder or of a memory model.
+  """
+
+  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embedding_init(cfg.family),
+                           rngs=rngs)
+    self.stack = Stack(cfg, rngs=rngs)
+
+  def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
+    return self.stack(self.embed(tokens_BxT))
+
+
+def lm_head(cfg: StackConfig, rngs: nnx.Rngs) -> nnx.Linear:
+  init = transformer.LLAMA_INIT if cfg.family == "transformer" else mixer.torch_uniform(cfg.d_model)
+  return nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+
+
+def logits_from(hidden_BxTxD: jax.Array, head: nnx.Linear | None, embed: nnx.Embed) -> jax.Array:
+  """Vocabulary logits in float32, from the head or, when tied, from the embedding matrix."""
+  logits = head(hidden_BxTxD) if head is not None else embed.attend(hidden_BxTxD)
+  return logits.astype(jnp.float32)
