@@ -1,0 +1,119 @@
+"""Config building blocks shared by the files in configs/ (big_vision style `get_config(arg)`).
+
+A config file's argument is a preset name optionally followed by `key=value` pairs, e.g.
+`configs/clm.py:small,family=mixer`. Presets: `tiny` (tests, seconds), `small` (CPU minutes),
+`paper` (the paper's sizes). Any leaf can then be overridden with `--config.section.key=value`.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+PAPER_LEARNING_RATES = {"transformer": 2e-4, "mixer": 5e-4}  # paper §4
+
+# Sizes shared by every task, so that the encoder trained by one config fits the probe of another.
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=32, n_layers=2, n_heads=2, vocab_size=512, n_ctx=32, batch_size=8,
+                 steps=20, lr=3e-3, warmup_steps=2, log_every=5, eval_every=10, eval_batches=2,
+                 checkpoint_every=10),
+    "small": dict(d_model=128, n_layers=2, n_heads=4, vocab_size=2048, n_ctx=32, batch_size=64,
+                  steps=2000, lr=2e-3, warmup_steps=100, log_every=50, eval_every=500,
+                  eval_batches=8, checkpoint_every=500),
+    "paper": dict(d_model=512, n_layers=16, n_heads=4, vocab_size=8000, n_ctx=512, batch_size=128,
+                  steps=200_000, lr=2e-4, warmup_steps=500, log_every=500, eval_every=4000,
+                  eval_batches=64, checkpoint_every=8000),
+    # The shape timed by `python -m memjax.bench train` (see benchmarks/README.md).
+    "bench": dict(d_model=256, n_layers=4, n_heads=4, vocab_size=8000, n_ctx=256, batch_size=8,
+                  steps=100, lr=2e-4, warmup_steps=10, log_every=10, eval_every=100, eval_batches=4,
+                  checkpoint_every=100),
+}
+
+
+def parse_arg(arg: str | None, presets: tuple[str, ...] = PRESETS, **defaults: Any) -> ml_collections.ConfigDict:
+  """'small,family=mixer' -> {'preset': 'small', 'family': 'mixer', ...defaults}."""
+  parsed = ml_collections.ConfigDict({"preset": "small", **defaults})
+  for position, item in enumerate(filter(None, (arg or "").split(","))):
+    key, has_value, value = item.partition("=")
+    if not has_value and position == 0:
+      key, value = "preset", key
+    if key not in parsed:
+      raise ValueError(f"unknown config argument {key!r}; known: {sorted(parsed.keys())}")
+    try:
+      parsed[key] = type(parsed[key])(ast.literal_eval(value))
+    except (ValueError, SyntaxError):
+      parsed[key] = value
+  if parsed.preset not in presets:
+    raise ValueError(f"unknown preset {parsed.preset!r}; choose from {presets}")
+  return parsed
+
+
+def architecture(size: dict[str, Any], family: str = "transformer", **overrides: Any) -> ml_collections.ConfigDict:
+  """One tower's architecture (the fields of memjax.models.config.StackConfig)."""
+  return ml_collections.ConfigDict(dict(
+      family=family, d_model=size["d_model"], n_layers=size["n_layers"], n_heads=size["n_heads"],
+      n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=1, mixer_heads=0,
+      scan_layers=False) | overrides)
+
+
+def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.ConfigDict:
+  paper = preset == "paper"
+  return ml_collections.ConfigDict(dict(
+      source="hf:fineweb-edu" if paper else "stdlib",  # see memjax/data/sources.py
+      text_field="text", hf_split="train", hf_streaming=True,
+      max_documents=0,  # 0: every document of the source
+      eval_documents=50_000 if paper else 40,  # the first N documents are held out
+      tokenizer="",  # a tokenizer.json path; empty: train (and cache) a byte-level BPE
+      vocab_size=size["vocab_size"], n_ctx=size["n_ctx"],
+      mode="pack",  # 'pack' (documents joined by end-of-text) or 'pad' (one document per example)
+      pad_side="right", cache_dir="") | overrides)
+
+
+def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      steps=size["steps"], batch_size=size["batch_size"], lr=size["lr"],
+      warmup_steps=size["warmup_steps"], schedule="linear",  # or 'cosine'; decays to 0
+      weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8, clip_norm=1.0,
+      compute_dtype="float32",  # or 'bfloat16' (parameters stay float32)
+      log_every=size["log_every"], eval_every=size["eval_every"], eval_batches=size["eval_batches"],
+      checkpoint_every=size["checkpoint_every"], keep_checkpoints=3, async_checkpoints=True,
+      progress=True) | overrides)
+
+
+def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      stages=stages,  # an objective name, or a curriculum 'blank_copy:N,copy:M,combined'
+      clm_weight=1.0, copy_weight=1.0,  # the combined objective's term weights
+      copy_delimiter_tokens=0, copy_delimiter_id=-1,  # -1: the tokenizer's separator token
+      blank_id=-1) | overrides)  # -1: the tokenizer's blank token
+
+
+def mesh(**overrides: Any) -> ml_collections.ConfigDict:
+  """Device mesh axis sizes; -1 takes every remaining device."""
+  return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) | overrides)
+
+
+def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.ConfigDict:
+  """The sections every task has: data, train, objective, mesh."""
+  size = SIZES[preset]
+  cfg = ml_collections.ConfigDict()
+  cfg.task = task
+  cfg.seed = seed
+  cfg.data = data(size, preset)
+  cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32")
+  cfg.objective = objective(stages)
+  cfg.mesh = mesh()
+  return cfg
+
+
+def encoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """An encoder tower: architecture plus where its single embedding is read and how it is reused."""
+  reuse = dict(embed_index=-1, compression=1, checkpoint="", frozen=False)
+  return architecture(size, family, **reuse | overrides)
+
+
+def decoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
+  return architecture(size, family, **dict(feed="repeat") | overrides)

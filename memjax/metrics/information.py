@@ -1,0 +1,74 @@
+"""How much of its input a model's memory holds: the paper's information metrics (§1.3).
+
+- token accuracy (the paper's "Hamming" metric): argmax equals target on unmasked positions,
+  shifted by one for causal models and unshifted for autoencoders;
+- cross-entropy in nats, and entropy proportion I_e = 1 - CE / H0, where H0 is the expected
+  cross-entropy of uniform U[0, 1) logits over the vocabulary (about 9.03 nats for 8000 tokens);
+- bits per byte, from the bytes per token measured on the data;
+- fraction of memory loss recovered, (L_no-memory - L) / (L_no-memory - L_trainable-memory).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def aligned(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: jax.Array, *,
+            shift: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Pairs each prediction with its target: position t predicts t+1 when `shift`, else t."""
+  if shift:
+    return logits_BxTxV[:, :-1], targets_BxT[:, 1:], weights_BxT[:, 1:]
+  return logits_BxTxV, targets_BxT, weights_BxT
+
+
+def token_accuracy(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: jax.Array, *,
+                   shift: bool) -> jax.Array:
+  """Fraction of weighted positions whose argmax equals the target."""
+  logits, targets, weights = aligned(logits_BxTxV, targets_BxT, weights_BxT, shift=shift)
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+  return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def token_cross_entropy(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: jax.Array, *,
+                        shift: bool) -> dict[str, jax.Array]:
+  """Weighted mean cross-entropy and token accuracy over the positions with weight > 0.
+
+  Returns {'loss', 'accuracy', 'tokens'}; positions without a target count in neither mean nor count.
+  """
+  logits, targets, weights = aligned(logits_BxTxV, targets_BxT, weights_BxT, shift=shift)
+  weights = weights.astype(jnp.float32)
+  tokens = weights.sum()
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+  return {"loss": (ce * weights).sum() / jnp.maximum(tokens, 1.0),
+          "accuracy": token_accuracy(logits, targets, weights, shift=False), "tokens": tokens}
+
+
+def uniform_logit_entropy(vocab_size: int) -> float:
+  """H0 = E[-log softmax(u)_y] for u ~ U[0, 1)^V: the cross-entropy of an informationless model.
+
+  E[-log softmax(u)_y] = E[log S] - E[u_y] with S = sum_j exp(u_j); S is a sum of V iid terms, so
+  E[log S] = log E[S] - Var[S] / (2 E[S]^2) + O(1/V^2) by the delta method.
+  """
+  mean_exp = math.e - 1.0  # E[exp(u)]
+  var_exp = (math.e**2 - 1.0) / 2.0 - mean_exp**2  # Var[exp(u)]
+  log_sum = math.log(vocab_size * mean_exp) - var_exp / (2.0 * vocab_size * mean_exp**2)
+  return log_sum - 0.5
+
+
+def entropy_proportion(cross_entropy: float, vocab_size: int) -> float:
+  """I_e = 1 - CE / H0: 1 for a perfect memory, 0 for an informationless one."""
+  return 1.0 - cross_entropy / uniform_logit_entropy(vocab_size)
+
+
+def bits_per_byte(cross_entropy: float, bytes_per_token: float) -> float:
+  """Cross-entropy (nats per token) in bits per byte of text."""
+  return cross_entropy / math.log(2.0) / bytes_per_token
+
+
+def fraction_recovered(loss: float, no_memory_loss: float, trainable_memory_loss: float) -> float:
+  """(L_no-memory - L) / (L_no-memory - L_trainable-memory): 1 matches trainable memories, 0 none."""
+  return (no_memory_loss - loss) / (no_memory_loss - trainable_memory_loss)

@@ -1,0 +1,92 @@
+"""Orbax checkpoints: the training state and the Grain iterator position, saved together.
+
+A checkpoint step holds two items: 'state' (step, params, opt_state, rng, frozen) and 'data' (the
+training iterator). The workdir may be a local path or a gs:// bucket (orbax handles both). Exported
+encoders use the same layout with only 'state/params/encoder', plus `encoder.json` describing the
+architecture (see memjax/training/encoders.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from memjax.training.sharding import path_name
+
+STATE, DATA = "state", "data"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be used: unreadable, or holding a different model."""
+
+
+def manager(directory: epath.PathLike, *, every: int = 1, keep: int | None = None,
+            async_save: bool = True, items: tuple[str, ...] = (STATE, DATA)) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
+                                         enable_async_checkpointing=async_save, create=True)
+  handlers = {STATE: ocp.PyTreeCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler()}
+  return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=items,
+                               item_handlers={k: handlers[k] for k in items})
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: dict[str, Any], iterator: Any = None,
+         *, force: bool = False) -> bool:
+  """Saves (asynchronously) when the manager's interval says so, or always with `force`."""
+  items = {STATE: ocp.args.PyTreeSave(state)}
+  if iterator is not None:
+    items[DATA] = grain.checkpoint.CheckpointSave(iterator)
+  return mngr.save(step, args=ocp.args.Composite(**items), force=force)
+
+
+def abstract(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying the target shardings (restores are then strict about shapes)."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), tree, shardings)
+
+
+def stored_shapes(mngr: ocp.CheckpointManager, step: int) -> dict[str, tuple[int, ...]]:
+  """{'/'-joined path: shape} of every array in the step's 'state' item."""
+  try:
+    tree = mngr.item_metadata(step)[STATE]
+  except Exception as error:  # orbax raises many types for unreadable metadata
+    raise CheckpointError(f"checkpoint step {step} in {mngr.directory} cannot be read: {error}; "
+                          "move it away to resume from an earlier one") from None
+  tree = getattr(tree, "tree", tree)
+  leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+  return {path_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def check_shapes(target: Any, stored: dict[str, tuple[int, ...]], where: str) -> None:
+  """Raises CheckpointError listing every leaf of `target` that is missing or shaped differently."""
+  problems = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(target):
+    name = path_name(path)
+    if name not in stored:
+      problems.append(f"{name}: missing")
+    elif stored[name] != tuple(leaf.shape):
+      problems.append(f"{name}: stored {stored[name]}, expected {tuple(leaf.shape)}")
+  if problems:
+    shown = "\n  ".join(problems[:12]) + ("\n  ..." if len(problems) > 12 else "")
+    raise CheckpointError(f"{where} does not match this model ({len(problems)} arrays differ):\n  {shown}")
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, target: Any, iterator: Any = None) -> Any:
+  """Restores the 'state' item into `target` (abstract, with shardings) and the iterator in place.
+
+  With `iterator=None` only the state is read; a partial `target` reads only its subtrees.
+  """
+  check_shapes(target, stored_shapes(mngr, step), f"checkpoint step {step} in {mngr.directory}")
+  items = {STATE: ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)}
+  if iterator is not None:
+    items[DATA] = grain.checkpoint.CheckpointRestore(iterator)
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(**items))[STATE]
+  except Exception as error:  # orbax raises many types for corrupt files
+    raise CheckpointError(f"checkpoint step {step} in {mngr.directory} cannot be restored: {error}; "
+                          "move it away to resume from an earlier one") from None

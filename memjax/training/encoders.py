@@ -1,0 +1,136 @@
+"""Reusable encoders: export the encoder of a trained run, and load one (frozen) into a new model.
+
+`encoder.checkpoint=DIR` names either an exported encoder (a folder with `encoder.json`) or the
+workdir of a trained run (a folder with `config.json`; its latest checkpoint's encoder is taken,
+wherever the run kept it: trained, or itself frozen). Both are checked against the new model's encoder
+(architecture, parameter shapes, tokenizer) before anything is restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import ml_collections
+from etils import epath
+from tokenizers import Tokenizer
+
+from memjax import models
+from memjax.data import tokenizer as tokenizers
+from memjax.models.config import StackConfig
+from memjax.training import checkpoint
+
+ENCODER_JSON = "encoder.json"
+CONFIG_JSON = "config.json"
+TOKENIZER_JSON = "tokenizer.json"
+CHECKPOINTS = "checkpoints"
+IGNORED_FIELDS = ("scan_layers",)  # how layers are applied does not change the parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSource:
+  checkpoints: epath.Path  # an orbax CheckpointManager folder
+  step: int
+  architecture: dict[str, Any]  # StackConfig fields
+  subtree: str  # 'params' or 'frozen': where the encoder sits in the checkpoint's state
+  tokenizer_digest: str
+
+
+def _latest_step(directory: epath.Path) -> int:
+  mngr = checkpoint.manager(directory, items=(checkpoint.STATE,))
+  step = mngr.latest_step()
+  mngr.close()
+  if step is None:
+    raise FileNotFoundError(f"{directory} holds no checkpoint")
+  return step
+
+
+def locate(path: str) -> EncoderSource:
+  """Finds the encoder in an export folder or a run's workdir."""
+  root = epath.Path(path)
+  tokenizer = root / TOKENIZER_JSON
+  if (root / ENCODER_JSON).exists():
+    meta = json.loads((root / ENCODER_JSON).read_text())
+    architecture, subtree, checkpoints = meta["architecture"], "params", root
+  elif (root / CONFIG_JSON).exists():
+    cfg = ml_collections.ConfigDict(json.loads((root / CONFIG_JSON).read_text()))
+    if cfg.task == "memory" and cfg.memory.kind not in ("parallel", "oracle"):
+      raise ValueError(f"the run in {path} is a memory model of kind {cfg.memory.kind!r}, "
+                       "which has no encoder")
+    architecture = models.encoder_config(cfg).to_dict()
+    frozen = cfg.task != "clm" and cfg.encoder.frozen
+    subtree, checkpoints = ("frozen" if frozen else "params"), root / CHECKPOINTS
+  else:
+    raise FileNotFoundError(f"encoder checkpoint {path!r} is neither an exported encoder (no "
+                            f"{ENCODER_JSON}) nor a memjax workdir (no {CONFIG_JSON})")
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{path} has no {TOKENIZER_JSON}, so its token ids cannot be checked")
+  digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
+  return EncoderSource(checkpoints, _latest_step(checkpoints), architecture, subtree, digest)
+
+
+def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
+  stored = {k: v for k, v in source.architecture.items() if k not in IGNORED_FIELDS}
+  wanted = {k: v for k, v in expected.to_dict().items() if k not in IGNORED_FIELDS}
+  if expected.family == "transformer":  # attention works at any length; only mixers fix it
+    stored.pop("length", None), wanted.pop("length", None)
+  differences = [f"{k}: checkpoint {stored.get(k)!r}, config {wanted.get(k)!r}"
+                 for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+  if differences:
+    raise ValueError(f"the encoder in {where} does not match the configured encoder "
+                     "(set the encoder section to the checkpoint's architecture):\n  "
+                     + "\n  ".join(differences))
+
+
+def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -> Any:
+  """The encoder parameters at `path`, restored into `target` (abstract arrays with shardings)."""
+  source = locate(path)
+  check_architecture(source, expected, path)
+  if source.tokenizer_digest != tokenizer_digest:
+    raise ValueError(f"the encoder in {path} was trained with a different tokenizer than this run's; "
+                     f"set data.tokenizer={path}/{TOKENIZER_JSON}")
+  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  try:
+    restored = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
+  finally:
+    mngr.close()
+  return restored[source.subtree]["encoder"]
+
+
+def export(workdir: str, out: str) -> epath.Path:
+  """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
+  out_dir = epath.Path(out)
+  if out_dir.exists() and any(out_dir.iterdir()):
+    raise FileExistsError(f"export folder {out} is not empty; choose a new folder")
+  source = locate(workdir)
+  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  try:
+    shapes = checkpoint.stored_shapes(mngr, source.step)
+    prefix = f"{source.subtree}/encoder/"
+    flat = {name[len(prefix):]: shape for name, shape in shapes.items() if name.startswith(prefix)}
+    target = _unflatten({k: jax.ShapeDtypeStruct(v, "float32") for k, v in flat.items()})
+    encoder = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
+  finally:
+    mngr.close()
+  out_dir.mkdir(parents=True, exist_ok=True)
+  writer = checkpoint.manager(out_dir, items=(checkpoint.STATE,), async_save=False)
+  checkpoint.save(writer, source.step, {"params": {"encoder": encoder[source.subtree]["encoder"]}},
+                  force=True)
+  writer.close()
+  (out_dir / ENCODER_JSON).write_text(json.dumps({"architecture": source.architecture,
+                                                  "source": str(workdir), "step": source.step}, indent=2))
+  (out_dir / TOKENIZER_JSON).write_text((epath.Path(workdir) / TOKENIZER_JSON).read_text())
+  return out_dir
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+  tree: dict[str, Any] = {}
+  for name, leaf in flat.items():
+    *parents, last = name.split("/")
+    node = tree
+    for key in parents:
+      node = node.setdefault(key, {})
+    node[last] = leaf
+  return tree

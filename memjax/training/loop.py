@@ -1,0 +1,262 @@
+"""The training loop, in big_vision-style sections: workdir, data, mesh, objectives, state, loop.
+
+`run(cfg, workdir)` trains (or resumes) any memjax task and returns the final evaluation. It checks
+everything it can (config, data, workdir, checkpoints) before it writes a single file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+from flax import nnx
+from tqdm.auto import tqdm
+
+from memjax import data as data_lib
+from memjax import models, objectives
+from memjax.metrics import information
+from memjax.objectives import curriculum
+from memjax.training import checkpoint, encoders, optim, sharding, steps
+from memjax.training.state import TrainState, split_frozen, split_model
+from memjax.training.writers import MetricWriter
+
+RESULTS_JSON = "results.json"
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Config keys a resumed run may change: how long, how often and where, never what is trained.
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
+                  "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
+                  "train.progress", "data.cache_dir", "mesh.", "scan_layers")
+
+
+# ------------------------------------------------------------------------------ workdir checks
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat |= _flatten(value, f"{prefix}{key}.")
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Keys whose values differ between two configs, except those a resumed run may change."""
+  a, b = _flatten(saved), _flatten(current)
+  return [f"{key}: workdir has {a.get(key)!r}, config has {b.get(key)!r}"
+          for key in sorted(set(a) | set(b))
+          if a.get(key) != b.get(key) and not any(s in key for s in RESUMABLE_KEYS)]
+
+
+def check_workdir(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir that holds a different run (nothing is written or deleted)."""
+  saved = workdir / encoders.CONFIG_JSON
+  if saved.exists():
+    differences = config_differences(json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort()))
+    if differences:
+      raise ValueError(f"workdir {workdir} holds a run with a different config; use a new workdir "
+                       "or the same config:\n  " + "\n  ".join(differences))
+  elif (workdir / encoders.CHECKPOINTS).exists() and any((workdir / encoders.CHECKPOINTS).iterdir()):
+    raise ValueError(f"workdir {workdir} holds checkpoints but no {encoders.CONFIG_JSON}; "
+                     "refusing to resume a run of unknown config")
+
+
+# ------------------------------------------------------------------------------ state
+
+
+def frozen_subtrees(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return ("encoder",) if "encoder" in cfg and cfg.encoder.frozen else ()
+
+
+def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
+  _, params = split_model(models.build_model(cfg, nnx.Rngs(cfg.seed)))
+  trainable, frozen = split_frozen(params, frozen_subtrees(cfg))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=tx.init(trainable),
+                    rng=jax.random.PRNGKey(cfg.seed), frozen=frozen)
+
+
+def _with_pretrained_encoder(state: TrainState, cfg, shardings: TrainState, tokenizer_digest: str) -> TrainState:
+  """Replaces the freshly initialized encoder by the one at `encoder.checkpoint`."""
+  where = "frozen" if cfg.encoder.frozen else "params"
+  target = checkpoint.abstract(getattr(state, where)["encoder"], getattr(shardings, where)["encoder"])
+  encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
+  return state.replace(**{where: getattr(state, where) | {"encoder": encoder}})
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def aggregate(batches: list[dict[str, float]]) -> dict[str, float]:
+  """Means over batches; a term's loss and accuracy are weighted by its token counts."""
+  result = {}
+  for key in batches[0]:
+    values = np.array([b[key] for b in batches], np.float64)
+    term = key.rpartition("/")[0]
+    if key.endswith("/tokens"):
+      result[key] = float(values.sum())
+    elif key.endswith(("/loss", "/accuracy")) and f"{term}/tokens" in batches[0]:
+      weights = np.array([b[f"{term}/tokens"] for b in batches], np.float64)
+      result[key] = float((values * weights).sum() / max(weights.sum(), 1.0))
+    else:
+      result[key] = float(values.mean())
+  return result
+
+
+def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token: float) -> dict[str, float]:
+  """Adds each term's entropy proportion I_e and bits per byte to its cross-entropy."""
+  extra = {}
+  for key, value in metrics.items():
+    if key.endswith("/loss"):
+      term = key[:-len("loss")]
+      extra[term + "entropy_proportion"] = information.entropy_proportion(value, vocab_size)
+      extra[term + "bits_per_byte"] = information.bits_per_byte(value, bytes_per_token)
+  return metrics | extra
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+class Run:
+  """One training run: built (and checked) in `__init__`, executed by `train()`."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+    self.cfg = cfg
+    self.workdir = epath.Path(workdir)
+    check_workdir(self.workdir, cfg)
+    # Data and mesh.
+    self.data = data_lib.prepare(cfg.data)
+    self.mesh = sharding.make_mesh(cfg.mesh)
+    batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+    if cfg.train.batch_size % batch_shards:
+      raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
+                       f"{batch_shards} data x fsdp shards of the mesh")
+    # Objectives and steps.
+    self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
+    special = self.data.special
+    blank = cfg.objective.blank_id if cfg.objective.blank_id >= 0 else special.blank
+    delimiter = cfg.objective.copy_delimiter_id if cfg.objective.copy_delimiter_id >= 0 else special.sep
+    self.objectives = {s.objective: objectives.build(s.objective, cfg.objective, task=cfg.task,
+                                                     blank_id=blank, delimiter_id=delimiter)
+                       for s in self.stages}
+    self.tx = optim.optimizer(cfg.train)
+    self.learning_rate = optim.schedule(cfg.train)
+    if cfg.train.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"train.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}")
+    self.compute_dtype = COMPUTE_DTYPES[cfg.train.compute_dtype]
+    self.graphdef, _ = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
+    # State: restored from the workdir's latest checkpoint, or initialized.
+    init = lambda: _init_state(cfg, self.tx)
+    abstract_state = jax.eval_shape(init)
+    self.shardings = sharding.tree_shardings(abstract_state, self.mesh)
+    self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
+                                          every=cfg.train.checkpoint_every,
+                                          keep=cfg.train.keep_checkpoints,
+                                          async_save=cfg.train.async_checkpoints)
+    self.train_batches = iter(data_lib.batches(
+        self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
+        process_index=jax.process_index(), process_count=jax.process_count()))
+    latest = self.checkpoints.latest_step()
+    if latest is not None:
+      target = checkpoint.abstract(abstract_state.to_dict(), self.shardings.to_dict())
+      self.state = TrainState(**checkpoint.restore(self.checkpoints, latest, target, self.train_batches))
+    else:
+      self.state = jax.jit(init, out_shardings=self.shardings)()
+      if "encoder" in cfg and cfg.encoder.checkpoint:
+        self.state = _with_pretrained_encoder(self.state, cfg, self.shardings, self.data.tokenizer_digest)
+    self._train_steps: dict[str, steps.TrainStep] = {}
+    self._eval_steps: dict[str, steps.EvalStep] = {}
+
+  def _train_step(self, name: str) -> steps.TrainStep:
+    if name not in self._train_steps:
+      step = steps.make_train_step(self.graphdef, self.objectives[name], self.tx, self.learning_rate,
+                                   self.compute_dtype)
+      self._train_steps[name] = steps.jit_train_step(step, self.shardings, self.mesh)
+    return self._train_steps[name]
+
+  def evaluate(self) -> dict[str, float]:
+    """Every objective of the run on (up to) `train.eval_batches` held-out batches."""
+    cfg, results = self.cfg, {}
+    for name, objective in self.objectives.items():
+      if name not in self._eval_steps:
+        step = steps.make_eval_step(self.graphdef, objective, self.compute_dtype)
+        self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
+      batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
+                                 process_index=jax.process_index(), process_count=jax.process_count())
+      metrics = [jax.device_get(self._eval_steps[name](self.state, sharding.global_batch(b, self.mesh)))
+                 for b, _ in zip(batches, range(cfg.train.eval_batches))]
+      metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
+      prefix = f"{name}/" if len(self.objectives) > 1 else ""
+      results |= {prefix + key: value for key, value in metrics.items()}
+    return results
+
+  def _write_run_files(self) -> None:
+    if jax.process_index() == 0:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
+      (self.workdir / encoders.TOKENIZER_JSON).write_text(self.data.tokenizer.to_str())
+
+  def train(self) -> dict[str, Any]:
+    cfg = self.cfg
+    self._write_run_files()
+    writer = MetricWriter(self.workdir)
+    start, total = int(self.state.step), cfg.train.steps
+    tokens_per_step = cfg.train.batch_size * cfg.data.n_ctx
+    progress = tqdm(total=total, initial=start, desc=f"{cfg.task} {self.workdir.name}", unit="step",
+                    disable=not cfg.train.progress or jax.process_index() > 0)
+    clock, clock_step, train_metrics, eval_metrics = time.perf_counter(), start, {}, {}
+    try:
+      for step in range(start, total):
+        stage = curriculum.stage_at(self.stages, step)
+        batch = sharding.global_batch(next(self.train_batches), self.mesh)
+        self.state, metrics = self._train_step(stage.objective)(self.state, batch)
+        done = step + 1
+        progress.update(1)
+        if done % cfg.train.log_every == 0 or done == total:
+          train_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          if not np.isfinite(train_metrics["loss"]):
+            raise FloatingPointError(f"loss is {train_metrics['loss']} at step {done}")
+          now = time.perf_counter()
+          train_metrics["tokens_per_s"] = tokens_per_step * (done - clock_step) / (now - clock)
+          clock, clock_step = now, done
+          writer.write(done, "train", train_metrics | {"stage": self.stages.index(stage)})
+          progress.set_postfix(loss=f"{train_metrics['loss']:.3f}",
+                               tok_s=f"{train_metrics['tokens_per_s']:.0f}", stage=stage.objective)
+        if done % cfg.train.eval_every == 0 or done == total:
+          eval_metrics = self.evaluate()
+          writer.write(done, "eval", eval_metrics)
+        checkpoint.save(self.checkpoints, done, self.state.to_dict(), self.train_batches,
+                        force=done == total)
+    except KeyboardInterrupt:
+      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(), self.train_batches,
+                      force=True)
+      raise
+    finally:
+      self.checkpoints.wait_until_finished()
+      progress.close()
+      writer.close()
+    if not eval_metrics:  # resumed at the end: evaluate the restored state
+      eval_metrics = self.evaluate()
+    results = {"step": int(self.state.step), "eval": eval_metrics, "train": train_metrics,
+               "bytes_per_token": self.data.eval.bytes_per_token}
+    if jax.process_index() == 0:
+      (self.workdir / RESULTS_JSON).write_text(json.dumps(results, indent=2))
+    return results
+
+  def close(self) -> None:
+    self.checkpoints.close()
+
+
+def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) the run configured by `cfg` in `workdir`; returns its final evaluation."""
+  training = Run(cfg, workdir)
+  try:
+    return training.train()
+  finally:
+    training.close()

@@ -1,0 +1,61 @@
+"""The training state: one pytree of arrays that every jitted step takes and returns.
+
+`params` are trained; `frozen` (e.g. a reused encoder) enters the forward pass but gets no
+gradient and no optimizer state. The model's structure (its NNX graphdef) is static and lives outside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+Params = dict[str, Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Params
+  opt_state: optax.OptState
+  rng: jax.Array
+  frozen: Params
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "rng": self.rng,
+            "frozen": self.frozen}
+
+
+def merge_trees(*trees: Params) -> Params:
+  """Deep-merges nested dicts with disjoint leaves (trainable and frozen parameters)."""
+  merged: Params = {}
+  for tree in trees:
+    for key, value in tree.items():
+      if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        merged[key] = merge_trees(merged[key], value)
+      elif key in merged:
+        raise ValueError(f"parameter {key!r} is both trainable and frozen")
+      else:
+        merged[key] = value
+  return merged
+
+
+def split_frozen(params: Params, frozen_prefixes: tuple[str, ...]) -> tuple[Params, Params]:
+  """(trainable, frozen): top-level subtrees named in `frozen_prefixes` are frozen."""
+  return ({k: v for k, v in params.items() if k not in frozen_prefixes},
+          {k: v for k, v in params.items() if k in frozen_prefixes})
+
+
+def cast_floats(tree: Params, dtype: jnp.dtype) -> Params:
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, Params]:
+  """(graphdef, parameters as a pure dict). memjax models hold parameters only (no dropout or batch
+  statistics), so this split is exhaustive: `nnx.split` raises if a model holds anything else."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  return graphdef, nnx.to_pure_dict(params)

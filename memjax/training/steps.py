@@ -1,0 +1,64 @@
+"""Jitted train and eval steps: pure functions of (TrainState, batch) with explicit shardings.
+
+The model is rebuilt inside the step from its static graphdef and the state's parameters
+(`nnx.merge`), so no mutable module crosses the jit boundary. Frozen parameters are an input of the
+loss but not an argument of `jax.value_and_grad`: their gradients are never computed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from memjax.objectives import Objective
+from memjax.objectives.terms import Batch, Metrics
+from memjax.training.sharding import batch_sharding, replicated
+from memjax.training.state import Params, TrainState, cast_floats, merge_trees
+
+TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+EvalStep = Callable[[TrainState, Batch], Metrics]
+
+
+def _loss_fn(graphdef: nnx.GraphDef, objective: Objective, compute_dtype: jnp.dtype):
+  def loss(params: Params, frozen: Params, batch: Batch, step: jax.Array) -> tuple[jax.Array, Metrics]:
+    model = nnx.merge(graphdef, cast_floats(merge_trees(params, frozen), compute_dtype))
+    return objective(model, batch, step)
+  return loss
+
+
+def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.GradientTransformation,
+                    learning_rate: optax.Schedule, compute_dtype: jnp.dtype = jnp.float32) -> TrainStep:
+  loss = _loss_fn(graphdef, objective, compute_dtype)
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, state.frozen, batch,
+                                                                 state.step)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics |= {"grad_norm": optax.global_norm(grads), "lr": learning_rate(state.step)}
+    rng, _ = jax.random.split(state.rng)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
+
+  return train_step
+
+
+def make_eval_step(graphdef: nnx.GraphDef, objective: Objective,
+                   compute_dtype: jnp.dtype = jnp.float32) -> EvalStep:
+  loss = _loss_fn(graphdef, objective, compute_dtype)
+  return lambda state, batch: loss(state.params, state.frozen, batch, state.step)[1]
+
+
+def jit_train_step(step: TrainStep, state_shardings: TrainState, mesh: Mesh) -> TrainStep:
+  """Compiled with the state's shardings in and out, the batch over data x fsdp, the state donated."""
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
+
+
+def jit_eval_step(step: EvalStep, state_shardings: TrainState, mesh: Mesh) -> EvalStep:
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=replicated(mesh))
