@@ -34,18 +34,29 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def parse_arg(arg: str | None, presets: tuple[str, ...] = PRESETS, **defaults: Any) -> ml_collections.ConfigDict:
-  """'small,family=mixer' -> {'preset': 'small', 'family': 'mixer', ...defaults}."""
-  parsed = ml_collections.ConfigDict({"preset": "small", **defaults})
+  """'small,family=mixer' -> {'preset': 'small', 'family': 'mixer', ...defaults}.
+
+  An item without '=' after the first continues the previous value, so a curriculum can be given
+  inline: 'tiny,stages=blank_copy:100,copy'.
+  """
+  values: dict[str, str] = {}
+  key = "preset"
   for position, item in enumerate(filter(None, (arg or "").split(","))):
-    key, has_value, value = item.partition("=")
-    if not has_value and position == 0:
-      key, value = "preset", key
-    if key not in parsed:
-      raise ValueError(f"unknown config argument {key!r}; known: {sorted(parsed.keys())}")
+    name, has_value, value = item.partition("=")
+    if has_value:
+      key, values[name] = name, value
+    elif position == 0:
+      values["preset"] = item
+    else:
+      values[key] += "," + item
+  parsed = ml_collections.ConfigDict({"preset": "small", **defaults})
+  for name, value in values.items():
+    if name not in parsed:
+      raise ValueError(f"unknown config argument {name!r}; known: {sorted(parsed.keys())}")
     try:
-      parsed[key] = type(parsed[key])(ast.literal_eval(value))
+      parsed[name] = type(parsed[name])(ast.literal_eval(value))
     except (ValueError, SyntaxError):
-      parsed[key] = value
+      parsed[name] = value
   if parsed.preset not in presets:
     raise ValueError(f"unknown preset {parsed.preset!r}; choose from {presets}")
   return parsed

@@ -1,0 +1,37 @@
+"""Parallel encoder-decoder memory model and its baselines, on next-token, copy or combined objectives.
+
+COMMAND: python -m memjax.train --config=configs/memory.py:small --workdir=runs/memory
+Argument: a preset (tiny | small | paper), then optional keys:
+  family   transformer | mixer
+  kind     parallel (the memory model) | none (constant memories) | full (full-context decoder)
+           | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
+  stages   an objective or a curriculum: clm | copy | blank_copy | combined |
+           e.g. 'blank_copy:1000,copy:1000,combined'
+For a frozen autoencoder encoder (the paper's curriculum), add
+  --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
+with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
+"""
+
+import ml_collections
+
+from memjax import config as mc
+
+
+def get_config(arg=None):
+  arg = mc.parse_arg(arg, family="transformer", kind="parallel", stages="clm")
+  size = mc.SIZES[arg.preset]
+  cfg = mc.base("memory", arg.preset, stages=arg.stages)
+  cfg.memory = ml_collections.ConfigDict(dict(
+      kind=arg.kind, chunks=4,
+      slots="fixed",  # or 'variable'
+      pad_value=1.0))  # the constant vector of unused slots (and of every slot without memory)
+  cfg.encoder = mc.encoder(size, arg.family)
+  cfg.decoder = mc.architecture(size, arg.family)
+  cfg.data.n_ctx = 4 * size["n_ctx"]  # 4 chunks of the preset's context
+  if arg.preset == "paper":  # paper §2.4 and §4: 4 x 256 tokens; mixer decoders twice as wide
+    cfg.data.n_ctx = 1024
+    cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
+    cfg.objective.copy_delimiter_tokens = 3
+    if arg.family == "mixer":
+      cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
+  return cfg

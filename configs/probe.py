@@ -1,0 +1,27 @@
+"""Information probe (the paper's Fig. 1): a frozen encoder's single embedding, a fresh decoder
+trained to regenerate the input from it. Reports CE, entropy proportion I_e and token accuracy.
+
+COMMAND: python -m memjax.train --config=configs/probe.py:small \
+             --config.encoder.checkpoint=runs/autoencoder --workdir=runs/probe_autoencoder
+`encoder.checkpoint` is an exported encoder or the workdir of any trained run (causal LM,
+autoencoder, memory model); leave it empty to probe an untrained encoder. The encoder section must
+match the checkpoint's architecture (the presets match those of clm.py and autoencoder.py).
+Argument: a preset (tiny | small | paper), then optional keys: family, feed, embed_index (-2 for
+causally trained encoders, whose last position never received a loss).
+"""
+
+from memjax import config as mc
+
+
+def get_config(arg=None):
+  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1)
+  size = mc.SIZES[arg.preset]
+  feed = arg.feed or ("unroll" if arg.family == "transformer" else "repeat")
+  cfg = mc.base("autoencoder", arg.preset, stages="autoencode")
+  cfg.encoder = mc.encoder(size, arg.family, frozen=True, embed_index=arg.embed_index)
+  cfg.decoder = mc.decoder(size, arg.family, feed=feed)
+  if arg.preset == "paper":  # paper §2.3: probe decoders d=1024 (mixers) / 512 (transformers), 8 layers
+    cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
+    cfg.decoder.n_layers = 8
+    cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512
+  return cfg

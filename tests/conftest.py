@@ -1,0 +1,55 @@
+"""Test setup: 8 virtual CPU devices (so sharding is always exercised) and a shared data cache."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+
+
+def load_config(spec: str):
+  """`load_config('clm.py:tiny')` -> the ConfigDict that --config=configs/clm.py:tiny gives."""
+  name, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location(f"configs.{name[:-3]}", CONFIGS / name)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+  """One tokenizer and token cache for the whole session (built on first use)."""
+  cache = os.environ.get("MEMJAX_TEST_CACHE") or str(tmp_path_factory.mktemp("memjax-cache"))
+  os.environ["MEMJAX_CACHE"] = cache
+  return pathlib.Path(cache)
+
+
+@pytest.fixture
+def tiny():
+  """Config factory: tiny('memory.py:tiny,kind=none', steps=4) with quiet, fast training."""
+  def make(spec: str, **train):
+    cfg = load_config(spec)
+    cfg.train.progress = False
+    cfg.train.async_checkpoints = False
+    cfg.train.update(train)
+    return cfg
+  return make
+
+
+@pytest.fixture
+def changed_positions():
+  """changed_positions(model, tokens, j) -> bool [T]: which output positions move when token j does."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  def check(model, tokens, j, vocab_size):
+    before = model(tokens)["logits"]
+    after = model(tokens.at[:, j].set((tokens[:, j] + 1) % vocab_size))["logits"]
+    return np.asarray(jnp.abs(after - before).max(axis=(0, 2)) > 0)
+  return check

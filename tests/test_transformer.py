@@ -1,0 +1,53 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from memjax.models import transformer
+from memjax.models.config import StackConfig
+
+
+def config(**kw):
+  return StackConfig(**dict(family="transformer", d_model=32, n_layers=1, length=10, vocab_size=64,
+                            n_heads=4) | kw)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+  q, k = jax.random.normal(jax.random.key(0), (2, 8))
+  cos, sin = transformer.rope_angles(jnp.arange(12), 8, 10_000.0)
+
+  def score(i, j):
+    qi = transformer.apply_rope(q[None, None, None], cos[i:i + 1], sin[i:i + 1])
+    kj = transformer.apply_rope(k[None, None, None], cos[j:j + 1], sin[j:j + 1])
+    return float(jnp.sum(qi * kj))
+
+  assert score(5, 2) == pytest.approx(score(9, 6), rel=1e-5)
+  assert score(5, 2) != pytest.approx(score(5, 4), rel=1e-3)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_attention_matches_naive_causal_attention_with_grouped_heads(kv_heads):
+  cfg = config(n_kv_heads=kv_heads)
+  attn = transformer.Attention(cfg, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (2, 10, 32))
+  cos, sin = transformer.rope_angles(jnp.arange(10), cfg.head_dim, cfg.rope_theta)
+  got = attn(x, cos, sin)
+
+  q = transformer.apply_rope(attn.q(x).reshape(2, 10, 4, 8), cos, sin)
+  k = transformer.apply_rope(attn.k(x).reshape(2, 10, kv_heads, 8), cos, sin)
+  v = attn.v(x).reshape(2, 10, kv_heads, 8)
+  group = 4 // kv_heads  # HF repeat_kv: query head h reads key/value head h // group
+  k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(8)
+  scores = jnp.where(np.tril(np.ones((10, 10), bool)), scores, -jnp.inf)
+  expected = attn.o(jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, -1), v).reshape(2, 10, 32))
+  np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_block_preserves_shape_and_has_no_biases():
+  block = transformer.TransformerBlock(config(), rngs=nnx.Rngs(0))
+  assert block(jnp.ones((3, 10, 32))).shape == (3, 10, 32)
+  names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(nnx.state(block))]
+  assert not [n for n in names if "bias" in n]
+  assert block.mlp.gate.kernel.shape == (32, 128)  # SwiGLU hidden 4d by default
