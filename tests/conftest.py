@@ -53,3 +53,15 @@ def changed_positions():
     after = model(tokens.at[:, j].set((tokens[:, j] + 1) % vocab_size))["logits"]
     return np.asarray(jnp.abs(after - before).max(axis=(0, 2)) > 0)
   return check
+
+
+@pytest.fixture(scope="session")
+def trained_autoencoder(tmp_path_factory, data_cache):
+  """A tiny transformer autoencoder trained for a few steps: (config, workdir)."""
+  from memjax.training import loop
+
+  cfg = load_config("autoencoder.py:tiny")
+  cfg.train.update(progress=False, async_checkpoints=False, steps=6, checkpoint_every=3)
+  workdir = tmp_path_factory.mktemp("autoencoder")
+  loop.run(cfg, str(workdir))
+  return cfg, workdir

@@ -40,8 +40,13 @@ class Source:
   read: Callable[[], Iterable[str]]
 
   def documents(self, limit: int = 0) -> Iterator[str]:
-    docs = (doc for doc in self.read() if doc)
-    return itertools.islice(docs, limit) if limit else iter(docs)
+    """The non-empty documents (the first `limit` of them, if set); read lazily, on iteration."""
+    docs = (doc for doc in _lazy(self.read) if doc)
+    return itertools.islice(docs, limit) if limit else docs
+
+
+def _lazy(read: Callable[[], Iterable[str]]) -> Iterator[str]:
+  yield from read()
 
 
 def _files(path: pathlib.Path, suffixes: tuple[str, ...]) -> list[pathlib.Path]:

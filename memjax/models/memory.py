@@ -22,13 +22,14 @@ from flax import nnx
 
 from memjax.models.bridge import Bridge, embedding_at
 from memjax.models.config import StackConfig
+from memjax.models.dense import Dense
 from memjax.models.stack import TokenEncoder, lm_head, logits_from
 
 Slots = Literal["fixed", "variable"]
 SLOTS: tuple[str, ...] = ("fixed", "variable")
 
 
-def decode_after_prefix(decoder: TokenEncoder, head: nnx.Linear, prefix_BxSxD: jax.Array,
+def decode_after_prefix(decoder: TokenEncoder, head: Dense, prefix_BxSxD: jax.Array,
                         tokens_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Decodes [prefix, embed(tokens)]; returns (logits [B, L, V] at the token positions, hidden [B, S+L, D])."""
   tokens_BxLxD = decoder.embed(tokens_BxL)

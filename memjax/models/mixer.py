@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax.models.config import StackConfig
+from memjax.models.dense import Dense
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default, as in the reference
 
@@ -24,9 +25,9 @@ def torch_uniform(fan_in: int) -> nnx.Initializer:
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def torch_linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+def torch_linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
   init = torch_uniform(d_in)
-  return nnx.Linear(d_in, d_out, kernel_init=init, bias_init=init, rngs=rngs)
+  return Dense(d_in, d_out, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 def shifted_features(z_BxTxF: jax.Array, kernel: int) -> jax.Array:

@@ -13,6 +13,7 @@ from flax import nnx
 
 from memjax.models import mixer, transformer
 from memjax.models.config import StackConfig
+from memjax.models.dense import Dense
 
 BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock}
 
@@ -69,12 +70,12 @@ class TokenEncoder(nnx.Module):
     return self.stack(self.embed(tokens_BxT))
 
 
-def lm_head(cfg: StackConfig, rngs: nnx.Rngs) -> nnx.Linear:
+def lm_head(cfg: StackConfig, rngs: nnx.Rngs) -> Dense:
   init = transformer.LLAMA_INIT if cfg.family == "transformer" else mixer.torch_uniform(cfg.d_model)
-  return nnx.Linear(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+  return Dense(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
 
 
-def logits_from(hidden_BxTxD: jax.Array, head: nnx.Linear | None, embed: nnx.Embed) -> jax.Array:
+def logits_from(hidden_BxTxD: jax.Array, head: Dense | None, embed: nnx.Embed | None) -> jax.Array:
   """Vocabulary logits in float32, from the head or, when tied, from the embedding matrix."""
   logits = head(hidden_BxTxD) if head is not None else embed.attend(hidden_BxTxD)
   return logits.astype(jnp.float32)

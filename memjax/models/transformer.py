@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from memjax.models.config import StackConfig
+from memjax.models.dense import Dense
 
 LLAMA_INIT = nnx.initializers.normal(stddev=0.02)
 
 
-def rope_angles(positions_T: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-  """cos and sin of the rotary angles, each [T, head_dim] in the HF `rotate_half` layout."""
-  inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
-  angles_TxH2 = positions_T.astype(jnp.float32)[:, None] * inv_freq[None, :]
-  angles_TxH = jnp.concatenate([angles_TxH2, angles_TxH2], axis=-1)
-  return jnp.cos(angles_TxH), jnp.sin(angles_TxH)
+def rope_angles(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+  """cos and sin of the rotary angles of positions 0..length-1, each [T, head_dim] in the HF
+  `rotate_half` layout. Computed with numpy at trace time: a constant, not per-step work."""
+  inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+  angles_TxH2 = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]
+  angles_TxH = np.concatenate([angles_TxH2, angles_TxH2], axis=-1)
+  return np.cos(angles_TxH).astype(np.float32), np.sin(angles_TxH).astype(np.float32)
 
 
 def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> jax.Array:
@@ -30,8 +33,28 @@ def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> 
   return (x_BxTxNxH * cos + rotated * sin).astype(x_BxTxNxH.dtype)
 
 
-def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Linear:
-  return nnx.Linear(d_in, d_out, use_bias=False, kernel_init=LLAMA_INIT, rngs=rngs)
+def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.Array) -> jax.Array:
+  """Causal softmax attention; query head n reads key/value head n // (N / K) (as HF `repeat_kv`).
+
+  On GPU this is `jax.nn.dot_product_attention` (cuDNN's fused flash attention where available).
+  Elsewhere it is written out with heads as a leading batch axis, the layout XLA:CPU turns into
+  efficient batched GEMMs (measured 2x faster than `dot_product_attention`'s XLA path, fwd+bwd).
+  """
+  if jax.default_backend() == "gpu":
+    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
+  B, T, N, H = q_BxTxNxH.shape
+  K = k_BxTxKxH.shape[2]
+  q_BxKxGxTxH = q_BxTxNxH.reshape(B, T, K, N // K, H).transpose(0, 2, 3, 1, 4)
+  k_BxKxTxH, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 1, 3), v_BxTxKxH.transpose(0, 2, 1, 3)
+  scores = jnp.einsum("bkgqh,bksh->bkgqs", q_BxKxGxTxH, k_BxKxTxH) * H**-0.5
+  scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, jnp.finfo(scores.dtype).min)
+  probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v_BxKxTxH.dtype)
+  out_BxKxGxTxH = jnp.einsum("bkgqs,bksh->bkgqh", probs, v_BxKxTxH)
+  return out_BxKxGxTxH.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
+
+
+def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
+  return Dense(d_in, d_out, use_bias=False, kernel_init=LLAMA_INIT, rngs=rngs)
 
 
 class Attention(nnx.Module):
@@ -51,7 +74,7 @@ class Attention(nnx.Module):
     v_BxTxKxH = self.v(x_BxTxD).reshape(B, T, self.kv_heads, self.head_dim)
     q_BxTxNxH = apply_rope(q_BxTxNxH, cos_TxH, sin_TxH)
     k_BxTxKxH = apply_rope(k_BxTxKxH, cos_TxH, sin_TxH)
-    out_BxTxNxH = jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
+    out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH)
     return self.o(out_BxTxNxH.reshape(B, T, self.n_heads * self.head_dim))
 
 
@@ -77,7 +100,7 @@ class TransformerBlock(nnx.Module):
     self.head_dim, self.rope_theta = cfg.head_dim, cfg.rope_theta
 
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-    cos_TxH, sin_TxH = rope_angles(jnp.arange(x_BxTxD.shape[1]), self.head_dim, self.rope_theta)
+    cos_TxH, sin_TxH = rope_angles(x_BxTxD.shape[1], self.head_dim, self.rope_theta)
     x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), cos_TxH, sin_TxH)
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
 

@@ -123,13 +123,11 @@ def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token
 # ------------------------------------------------------------------------------ the run
 
 
-class Run:
-  """One training run: built (and checked) in `__init__`, executed by `train()`."""
+class Trainer:
+  """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, cfg: ml_collections.ConfigDict):
     self.cfg = cfg
-    self.workdir = epath.Path(workdir)
-    check_workdir(self.workdir, cfg)
     # Data and mesh.
     self.data = data_lib.prepare(cfg.data)
     self.mesh = sharding.make_mesh(cfg.mesh)
@@ -137,7 +135,10 @@ class Run:
     if cfg.train.batch_size % batch_shards:
       raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
                        f"{batch_shards} data x fsdp shards of the mesh")
-    # Objectives and steps.
+    self.train_batches = iter(data_lib.batches(
+        self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
+        process_index=jax.process_index(), process_count=jax.process_count()))
+    # Objectives and optimizer.
     self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
     special = self.data.special
     blank = cfg.objective.blank_id if cfg.objective.blank_id >= 0 else special.blank
@@ -150,37 +151,35 @@ class Run:
     if cfg.train.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"train.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}")
     self.compute_dtype = COMPUTE_DTYPES[cfg.train.compute_dtype]
+    # Model structure and state layout.
     self.graphdef, _ = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
-    # State: restored from the workdir's latest checkpoint, or initialized.
-    init = lambda: _init_state(cfg, self.tx)
-    abstract_state = jax.eval_shape(init)
-    self.shardings = sharding.tree_shardings(abstract_state, self.mesh)
-    self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
-                                          every=cfg.train.checkpoint_every,
-                                          keep=cfg.train.keep_checkpoints,
-                                          async_save=cfg.train.async_checkpoints)
-    self.train_batches = iter(data_lib.batches(
-        self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
-        process_index=jax.process_index(), process_count=jax.process_count()))
-    latest = self.checkpoints.latest_step()
-    if latest is not None:
-      target = checkpoint.abstract(abstract_state.to_dict(), self.shardings.to_dict())
-      self.state = TrainState(**checkpoint.restore(self.checkpoints, latest, target, self.train_batches))
-    else:
-      self.state = jax.jit(init, out_shardings=self.shardings)()
-      if "encoder" in cfg and cfg.encoder.checkpoint:
-        self.state = _with_pretrained_encoder(self.state, cfg, self.shardings, self.data.tokenizer_digest)
+    self.abstract_state = jax.eval_shape(self._init)
+    self.shardings = sharding.tree_shardings(self.abstract_state, self.mesh)
     self._train_steps: dict[str, steps.TrainStep] = {}
     self._eval_steps: dict[str, steps.EvalStep] = {}
 
-  def _train_step(self, name: str) -> steps.TrainStep:
-    if name not in self._train_steps:
-      step = steps.make_train_step(self.graphdef, self.objectives[name], self.tx, self.learning_rate,
-                                   self.compute_dtype)
-      self._train_steps[name] = steps.jit_train_step(step, self.shardings, self.mesh)
-    return self._train_steps[name]
+  def _init(self) -> TrainState:
+    return _init_state(self.cfg, self.tx)
 
-  def evaluate(self) -> dict[str, float]:
+  def init_state(self) -> TrainState:
+    """A fresh state, created directly with its shardings (pretrained encoder loaded if configured)."""
+    state = jax.jit(self._init, out_shardings=self.shardings)()
+    if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
+      state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
+    return state
+
+  def train_step(self, objective: str) -> steps.TrainStep:
+    """The jitted train step of one objective (compiled on first use)."""
+    if objective not in self._train_steps:
+      step = steps.make_train_step(self.graphdef, self.objectives[objective], self.tx,
+                                   self.learning_rate, self.compute_dtype)
+      self._train_steps[objective] = steps.jit_train_step(step, self.shardings, self.mesh)
+    return self._train_steps[objective]
+
+  def next_batch(self) -> dict[str, jax.Array]:
+    return sharding.global_batch(next(self.train_batches), self.mesh)
+
+  def evaluate(self, state: TrainState) -> dict[str, float]:
     """Every objective of the run on (up to) `train.eval_batches` held-out batches."""
     cfg, results = self.cfg, {}
     for name, objective in self.objectives.items():
@@ -189,33 +188,55 @@ class Run:
         self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
                                  process_index=jax.process_index(), process_count=jax.process_count())
-      metrics = [jax.device_get(self._eval_steps[name](self.state, sharding.global_batch(b, self.mesh)))
+      metrics = [jax.device_get(self._eval_steps[name](state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
       prefix = f"{name}/" if len(self.objectives) > 1 else ""
       results |= {prefix + key: value for key, value in metrics.items()}
     return results
 
+
+class Run:
+  """One training run in a workdir: checked and restored (or initialized) in `__init__`."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+    self.cfg = cfg
+    self.workdir = epath.Path(workdir)
+    check_workdir(self.workdir, cfg)
+    self.trainer = trainer = Trainer(cfg)
+    self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
+                                          every=cfg.train.checkpoint_every,
+                                          keep=cfg.train.keep_checkpoints,
+                                          async_save=cfg.train.async_checkpoints)
+    latest = self.checkpoints.latest_step()
+    if latest is None:
+      self.state = trainer.init_state()
+    else:
+      target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
+      restored = checkpoint.restore(self.checkpoints, latest, target, trainer.train_batches)
+      self.state = TrainState(**restored)
+
   def _write_run_files(self) -> None:
     if jax.process_index() == 0:
       self.workdir.mkdir(parents=True, exist_ok=True)
       (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
-      (self.workdir / encoders.TOKENIZER_JSON).write_text(self.data.tokenizer.to_str())
+      (self.workdir / encoders.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
 
-  def train(self) -> dict[str, Any]:
-    cfg = self.cfg
+  def train(self, until: int | None = None) -> dict[str, Any]:
+    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would)."""
+    cfg, trainer = self.cfg, self.trainer
     self._write_run_files()
     writer = MetricWriter(self.workdir)
     start, total = int(self.state.step), cfg.train.steps
+    stop = total if until is None else min(until, total)
     tokens_per_step = cfg.train.batch_size * cfg.data.n_ctx
     progress = tqdm(total=total, initial=start, desc=f"{cfg.task} {self.workdir.name}", unit="step",
                     disable=not cfg.train.progress or jax.process_index() > 0)
     clock, clock_step, train_metrics, eval_metrics = time.perf_counter(), start, {}, {}
     try:
-      for step in range(start, total):
-        stage = curriculum.stage_at(self.stages, step)
-        batch = sharding.global_batch(next(self.train_batches), self.mesh)
-        self.state, metrics = self._train_step(stage.objective)(self.state, batch)
+      for step in range(start, stop):
+        stage = curriculum.stage_at(trainer.stages, step)
+        self.state, metrics = trainer.train_step(stage.objective)(self.state, trainer.next_batch())
         done = step + 1
         progress.update(1)
         if done % cfg.train.log_every == 0 or done == total:
@@ -225,26 +246,26 @@ class Run:
           now = time.perf_counter()
           train_metrics["tokens_per_s"] = tokens_per_step * (done - clock_step) / (now - clock)
           clock, clock_step = now, done
-          writer.write(done, "train", train_metrics | {"stage": self.stages.index(stage)})
+          writer.write(done, "train", train_metrics | {"stage": trainer.stages.index(stage)})
           progress.set_postfix(loss=f"{train_metrics['loss']:.3f}",
                                tok_s=f"{train_metrics['tokens_per_s']:.0f}", stage=stage.objective)
         if done % cfg.train.eval_every == 0 or done == total:
-          eval_metrics = self.evaluate()
+          eval_metrics = trainer.evaluate(self.state)
           writer.write(done, "eval", eval_metrics)
-        checkpoint.save(self.checkpoints, done, self.state.to_dict(), self.train_batches,
-                        force=done == total)
+        checkpoint.save(self.checkpoints, done, self.state.to_dict(), trainer.train_batches,
+                        force=done == stop)
     except KeyboardInterrupt:
-      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(), self.train_batches,
-                      force=True)
+      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
+                      trainer.train_batches, force=True)
       raise
     finally:
       self.checkpoints.wait_until_finished()
       progress.close()
       writer.close()
     if not eval_metrics:  # resumed at the end: evaluate the restored state
-      eval_metrics = self.evaluate()
+      eval_metrics = trainer.evaluate(self.state)
     results = {"step": int(self.state.step), "eval": eval_metrics, "train": train_metrics,
-               "bytes_per_token": self.data.eval.bytes_per_token}
+               "bytes_per_token": trainer.data.eval.bytes_per_token}
     if jax.process_index() == 0:
       (self.workdir / RESULTS_JSON).write_text(json.dumps(results, indent=2))
     return results

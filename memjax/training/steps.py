@@ -40,7 +40,7 @@ def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.Grad
                                                                  state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics |= {"grad_norm": optax.global_norm(grads), "lr": learning_rate(state.step)}
+    metrics |= {"grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
     rng, _ = jax.random.split(state.rng)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
 

@@ -1,0 +1,102 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from memjax.training import checkpoint, encoders, loop
+from memjax.training.writers import read_metrics
+
+
+def final_state(workdir):
+  """The latest checkpoint's state, as saved (numpy arrays)."""
+  mngr = checkpoint.manager(workdir / encoders.CHECKPOINTS, items=(checkpoint.STATE,))
+  step = mngr.latest_step()
+  restored = mngr.restore(step, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.PyTreeRestore()))
+  mngr.close()
+  return restored["state"]
+
+
+def assert_same_params(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a["params"], b["params"])
+
+
+def test_loss_falls_on_real_text(tiny, tmp_path):
+  results = loop.run(tiny("clm.py:tiny", steps=40, log_every=5, eval_every=40), str(tmp_path))
+  losses = [r["loss"] for r in read_metrics(tmp_path, "train")]
+  assert losses[-1] < losses[0] - 0.5
+  assert results["eval"]["clm/loss"] < np.log(512) - 0.5  # below a uniform guess
+  assert {"config.json", "tokenizer.json", "metrics.jsonl", "results.json", "tensorboard"} <= set(os.listdir(tmp_path))
+  assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny, tmp_path):
+  cfg = tiny("clm.py:tiny", steps=8, checkpoint_every=100, eval_every=100)
+  loop.run(cfg, str(tmp_path / "straight"))
+  interrupted = loop.Run(cfg, str(tmp_path / "resumed"))
+  interrupted.train(until=3)
+  interrupted.close()
+  assert checkpoint.manager(tmp_path / "resumed" / "checkpoints").latest_step() == 3
+  results = loop.run(cfg, str(tmp_path / "resumed"))
+  assert results["step"] == 8
+  assert_same_params(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
+
+
+def test_curriculum_resumes_across_a_stage_boundary(tiny, tmp_path):
+  cfg = tiny("memory.py:tiny,stages=blank_copy:4,combined", steps=8, log_every=1, eval_every=100,
+             checkpoint_every=100)
+  loop.run(cfg, str(tmp_path / "straight"))
+  first = loop.Run(cfg, str(tmp_path / "resumed"))
+  first.train(until=3)
+  first.close()
+  results = loop.run(cfg, str(tmp_path / "resumed"))
+  stages = [r["stage"] for r in read_metrics(tmp_path / "resumed", "train")]
+  assert stages == [0, 0, 0, 0, 1, 1, 1, 1]
+  assert {"blank_copy/blank_copy/accuracy", "combined/copy/accuracy", "combined/clm/loss"} <= set(results["eval"])
+  assert_same_params(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
+
+
+def snapshot(directory):
+  return {str(p): p.stat().st_mtime_ns for p in directory.rglob("*")}
+
+
+def test_a_workdir_of_another_config_is_refused_untouched(tiny, trained_autoencoder):
+  cfg, workdir = trained_autoencoder
+  before = snapshot(workdir)
+  other = tiny("autoencoder.py:tiny")
+  other.encoder.d_model = 64
+  with pytest.raises(ValueError, match="encoder.d_model: workdir has 32, config has 64"):
+    loop.run(other, str(workdir))
+  assert snapshot(workdir) == before
+
+
+def test_checkpoints_without_a_config_are_refused(tiny, tmp_path):
+  (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+  with pytest.raises(ValueError, match="no config.json"):
+    loop.run(tiny("clm.py:tiny"), str(tmp_path))
+
+
+def test_a_corrupt_checkpoint_is_named_and_not_deleted(tiny, tmp_path):
+  cfg = tiny("clm.py:tiny", steps=3, checkpoint_every=1)
+  loop.run(cfg, str(tmp_path))
+  for path in (tmp_path / "checkpoints" / "3" / "state").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"not a checkpoint")
+  before = snapshot(tmp_path)
+  cfg.train.steps = 4
+  with pytest.raises(checkpoint.CheckpointError, match="step 3"):
+    loop.run(cfg, str(tmp_path))
+  assert snapshot(tmp_path) == before
+
+
+def test_frozen_encoder_is_bit_identical_and_not_optimized(tiny, trained_autoencoder, tmp_path):
+  _, source = trained_autoencoder
+  probe = tiny("probe.py:tiny", steps=3)
+  probe.encoder.checkpoint = str(source)
+  loop.run(probe, str(tmp_path))
+  trained = final_state(tmp_path)
+  original = final_state(source)
+  jax.tree.map(np.testing.assert_array_equal, trained["frozen"]["encoder"], original["params"]["encoder"])
+  assert "encoder" not in trained["params"]
+  assert "encoder" not in json.dumps(jax.tree_util.tree_map(lambda x: None, trained["opt_state"]))
