@@ -15,11 +15,10 @@ import statistics
 import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from memjax import runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/clm.py:bench",
                                           lock_config=True)
@@ -30,6 +29,9 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
   """float32 FLOP/s of a large jitted matmul: the attainable peak of this backend."""
+  import jax
+  import jax.numpy as jnp
+
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   matmul = jax.jit(lambda x, y: x @ y)
   matmul(a, a).block_until_ready()
@@ -47,6 +49,8 @@ def model_flops_per_token(params: Any, cfg: Any) -> float:
   Embedding lookups are not matmuls; the head is. Attention adds 6 * n_layers * n_ctx * d_model
   (QK^T and AV, forward and backward, halved for the causal mask).
   """
+  import jax
+
   matmul_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
                       if x.ndim >= 2 and "embedding" not in jax.tree_util.keystr(path))
   attention = 0
@@ -56,6 +60,8 @@ def model_flops_per_token(params: Any, cfg: Any) -> float:
 
 
 def bench_train(cfg: Any) -> dict[str, Any]:
+  import jax
+
   from memjax.training.loop import Trainer
 
   trainer = Trainer(cfg)
@@ -96,7 +102,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("usage: python -m memjax.bench train --config=configs/clm.py:bench")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  print(json.dumps(bench_train(_CONFIG.value)))
+  tuned = runtime.tune_host_allocator()  # before jax starts its threads
+  print(json.dumps(bench_train(_CONFIG.value) | {"malloc_tuning": tuned}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from memjax import runtime
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. "
                                           "configs/clm.py:small", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (local path or gs:// bucket).")
@@ -37,6 +39,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
     logging.set_verbosity(logging.WARNING)
+  runtime.tune_host_allocator()  # before jax starts its threads
   maybe_init_distributed()
   from memjax.training import checkpoint, loop
 

@@ -18,9 +18,14 @@ import jax.numpy as jnp
 
 def aligned(logits_BxTxV: jax.Array, targets_BxT: jax.Array, weights_BxT: jax.Array, *,
             shift: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Pairs each prediction with its target: position t predicts t+1 when `shift`, else t."""
+  """Pairs each prediction with its target: position t predicts t+1 when `shift`, else t.
+
+  Shifting moves the targets (the last position gets weight 0), not the logits: slicing [B, T, V]
+  logits would copy them.
+  """
   if shift:
-    return logits_BxTxV[:, :-1], targets_BxT[:, 1:], weights_BxT[:, 1:]
+    pad = lambda x: jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
+    return logits_BxTxV, pad(targets_BxT), pad(weights_BxT)
   return logits_BxTxV, targets_BxT, weights_BxT
 
 

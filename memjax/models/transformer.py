@@ -37,20 +37,24 @@ def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.
   """Causal softmax attention; query head n reads key/value head n // (N / K) (as HF `repeat_kv`).
 
   On GPU this is `jax.nn.dot_product_attention` (cuDNN's fused flash attention where available).
-  Elsewhere it is written out with heads as a leading batch axis, the layout XLA:CPU turns into
-  efficient batched GEMMs (measured 2x faster than `dot_product_attention`'s XLA path, fwd+bwd).
+  Elsewhere it is written for XLA:CPU: the query heads of a group are stacked along the query axis
+  so both products are plain batched GEMMs, the mask is an additive constant and the softmax is
+  normalized after the value product (as flash attention does). Measured 2.8x faster, forward and
+  backward, than `dot_product_attention`'s XLA path at d=256, T=256.
   """
   if jax.default_backend() == "gpu":
     return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
   B, T, N, H = q_BxTxNxH.shape
   K = k_BxTxKxH.shape[2]
-  q_BxKxGxTxH = q_BxTxNxH.reshape(B, T, K, N // K, H).transpose(0, 2, 3, 1, 4)
-  k_BxKxTxH, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 1, 3), v_BxTxKxH.transpose(0, 2, 1, 3)
-  scores = jnp.einsum("bkgqh,bksh->bkgqs", q_BxKxGxTxH, k_BxKxTxH) * H**-0.5
-  scores = jnp.where(jnp.tril(jnp.ones((T, T), bool)), scores, jnp.finfo(scores.dtype).min)
-  probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v_BxKxTxH.dtype)
-  out_BxKxGxTxH = jnp.einsum("bkgqs,bksh->bkgqh", probs, v_BxKxTxH)
-  return out_BxKxGxTxH.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
+  G = N // K
+  heads_first = lambda x: x.transpose(0, 2, 1, 3).reshape(B * K, T, H)
+  q_QxGTxH = (q_BxTxNxH * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * T, H)
+  k_QxTxH, v_QxTxH = heads_first(k_BxTxKxH), heads_first(v_BxTxKxH)
+  mask_GTxT = np.tile(np.triu(np.full((T, T), -1e30, np.float32), k=1), (G, 1))
+  scores = jnp.matmul(q_QxGTxH, k_QxTxH.transpose(0, 2, 1)) + mask_GTxT
+  weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+  out_QxGTxH = jnp.matmul(weights, v_QxTxH) / weights.sum(axis=-1, keepdims=True)
+  return out_QxGTxH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 
 def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
