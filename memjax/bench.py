@@ -15,10 +15,10 @@ import statistics
 import time
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from memjax import runtime
+from memjax import cli, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/clm.py:bench",
                                           lock_config=True)
@@ -100,12 +100,10 @@ def bench_train(cfg: Any) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
   if argv[1:] != ["train"]:
     raise app.UsageError("usage: python -m memjax.bench train --config=configs/clm.py:bench")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
   tuned = runtime.tune_host_allocator()  # before jax starts its threads
   print(json.dumps(bench_train(_CONFIG.value) | {"malloc_tuning": tuned}))
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

@@ -8,6 +8,8 @@ A config file's argument is a preset name optionally followed by `key=value` pai
 from __future__ import annotations
 
 import ast
+import importlib.util
+import pathlib
 from typing import Any
 
 import ml_collections
@@ -128,3 +130,14 @@ def encoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collectio
 
 def decoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
   return architecture(size, family, **dict(feed="repeat") | overrides)
+
+
+def load(path: str | pathlib.Path, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file, as `--config=path:arg` would give it."""
+  path = pathlib.Path(path)
+  spec = importlib.util.spec_from_file_location(f"memjax_config_{path.stem}", path)
+  if spec is None or not path.is_file():
+    raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

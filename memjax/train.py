@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from memjax import runtime
+from memjax import cli, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. "
                                           "configs/clm.py:small", lock_config=True)
@@ -37,8 +37,6 @@ def maybe_init_distributed() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
-    logging.set_verbosity(logging.WARNING)
   runtime.tune_host_allocator()  # before jax starts its threads
   maybe_init_distributed()
   from memjax.training import checkpoint, loop
@@ -53,4 +51,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,7 +5,6 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -15,11 +14,10 @@ CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
 def load_config(spec: str):
   """`load_config('clm.py:tiny')` -> the ConfigDict that --config=configs/clm.py:tiny gives."""
+  from memjax import config
+
   name, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location(f"configs.{name[:-3]}", CONFIGS / name)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return config.load(CONFIGS / name, arg or None)
 
 
 @pytest.fixture(scope="session", autouse=True)

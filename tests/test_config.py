@@ -1,0 +1,53 @@
+import pathlib
+
+import pytest
+from flax import nnx
+
+from memjax import config as mc
+from memjax import models
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+RUN_CONFIGS = ["clm.py", "autoencoder.py", "probe.py", "memory.py"]
+
+
+@pytest.mark.parametrize("name", RUN_CONFIGS)
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("family", ["transformer", "mixer"])
+def test_every_preset_builds_a_model(name, preset, family):
+  cfg = mc.load(CONFIGS / name, f"{preset},family={family}")
+  model = nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0)))
+  assert model is not None
+  if preset == "paper":
+    assert cfg.data.vocab_size == 8000 and cfg.train.lr == mc.PAPER_LEARNING_RATES[family]
+
+
+@pytest.mark.parametrize("kind", ["parallel", "none", "full", "recurrent", "oracle"])
+def test_every_memory_kind_builds(kind):
+  cfg = mc.load(CONFIGS / "memory.py", f"tiny,kind={kind},stages=blank_copy:5,combined")
+  assert cfg.objective.stages == "blank_copy:5,combined"
+  nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0)))
+
+
+def test_arguments_are_parsed_and_checked():
+  arg = mc.parse_arg("tiny,family=mixer,steps=5", family="transformer", steps=1)
+  assert (arg.preset, arg.family, arg.steps) == ("tiny", "mixer", 5)
+  with pytest.raises(ValueError, match="unknown config argument 'famly'"):
+    mc.parse_arg("tiny,famly=mixer", family="transformer")
+  with pytest.raises(ValueError, match="unknown preset"):
+    mc.parse_arg("huge")
+  with pytest.raises(FileNotFoundError):
+    mc.load(CONFIGS / "nope.py")
+
+
+def test_the_bench_preset_is_the_issue_shape():
+  cfg = mc.load(CONFIGS / "clm.py", "bench")
+  assert (cfg.model.d_model, cfg.model.n_layers, cfg.model.n_heads, cfg.data.n_ctx, cfg.data.vocab_size,
+          cfg.train.batch_size, cfg.train.compute_dtype) == (256, 4, 4, 256, 8000, 8, "float32")
+  assert models.encoder_config(cfg).hidden_dim == 1024
+
+
+def test_headline_config_probes_the_same_family_and_size():
+  cfg = mc.load(CONFIGS / "headline.py", "cpu")
+  for section in ("d_model", "n_layers", "family"):
+    assert cfg.clm.model[section] == cfg.autoencoder.encoder[section] == cfg.probe.encoder[section]
+  assert cfg.clm.data.n_ctx == cfg.autoencoder.data.n_ctx == cfg.probe.data.n_ctx
