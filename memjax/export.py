@@ -1,9 +1,12 @@
-"""Export the encoder of a trained run as its own checkpoint, to reuse (frozen) elsewhere.
+"""Export an encoder as its own checkpoint, to reuse (frozen) elsewhere.
 
   python -m memjax.export --workdir=runs/autoencoder --out=encoders/autoencoder
+  python -m memjax.export --hf_llama=path/to/hf_model --out=encoders/llama   # needs `safetensors`
 
-The export holds the encoder's parameters (from the run's latest checkpoint), `encoder.json` (its
-architecture) and `tokenizer.json`. Name it in any config with --config.encoder.checkpoint=DIR.
+The export holds the encoder's parameters (a run's latest checkpoint, or the trunk of a pretrained
+Hugging Face Llama-architecture model), `encoder.json` (its architecture) and `tokenizer.json`.
+Name it in any config with --config.encoder.checkpoint=DIR (the encoder section, data.vocab_size
+and data.tokenizer must then match encoder.json and tokenizer.json).
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from absl import app, flags
 
 from memjax import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The trained run's folder.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder.")
+_HF_LLAMA = flags.DEFINE_string("hf_llama", None, "A Hugging Face Llama model folder (config.json, "
+                                "*.safetensors, tokenizer.json).")
 _OUT = flags.DEFINE_string("out", None, "A new (or empty) folder for the exported encoder.")
-flags.mark_flags_as_required(["workdir", "out"])
+flags.mark_flags_as_required(["out"])
+flags.mark_flags_as_mutual_exclusive(["workdir", "hf_llama"], required=True)
 
 
 def main(argv: list[str]) -> None:
@@ -25,10 +31,13 @@ def main(argv: list[str]) -> None:
   from memjax.training import checkpoint, encoders
 
   try:
-    out = encoders.export(_WORKDIR.value, _OUT.value)
-  except (ValueError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
+    if _WORKDIR.value:
+      out = encoders.export(_WORKDIR.value, _OUT.value)
+    else:
+      out = encoders.import_hf_llama(_HF_LLAMA.value, _OUT.value)
+  except (ValueError, KeyError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
     sys.exit(f"memjax.export: error: {error}")
-  print(f"exported the encoder of {_WORKDIR.value} to {out}")
+  print(f"exported the encoder of {_WORKDIR.value or _HF_LLAMA.value} to {out}")
 
 
 if __name__ == "__main__":

@@ -99,11 +99,29 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -
   return restored[source.subtree]["encoder"]
 
 
-def export(workdir: str, out: str) -> epath.Path:
-  """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
+def _new_folder(out: str) -> epath.Path:
   out_dir = epath.Path(out)
   if out_dir.exists() and any(out_dir.iterdir()):
     raise FileExistsError(f"export folder {out} is not empty; choose a new folder")
+  return out_dir
+
+
+def write(out_dir: epath.Path, params: Any, architecture: dict[str, Any], tokenizer_json: str,
+          source: str, step: int = 0) -> epath.Path:
+  """Writes an encoder export: its parameters as an Orbax checkpoint, encoder.json, tokenizer.json."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  writer = checkpoint.manager(out_dir, items=(checkpoint.STATE,), async_save=False)
+  checkpoint.save(writer, step, {"params": {"encoder": params}}, force=True)
+  writer.close()
+  (out_dir / ENCODER_JSON).write_text(json.dumps({"architecture": architecture, "source": source,
+                                                  "step": step}, indent=2))
+  (out_dir / TOKENIZER_JSON).write_text(tokenizer_json)
+  return out_dir
+
+
+def export(workdir: str, out: str) -> epath.Path:
+  """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
+  out_dir = _new_folder(out)
   source = locate(workdir)
   mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
   try:
@@ -114,15 +132,21 @@ def export(workdir: str, out: str) -> epath.Path:
     encoder = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
   finally:
     mngr.close()
-  out_dir.mkdir(parents=True, exist_ok=True)
-  writer = checkpoint.manager(out_dir, items=(checkpoint.STATE,), async_save=False)
-  checkpoint.save(writer, source.step, {"params": {"encoder": encoder[source.subtree]["encoder"]}},
-                  force=True)
-  writer.close()
-  (out_dir / ENCODER_JSON).write_text(json.dumps({"architecture": source.architecture,
-                                                  "source": str(workdir), "step": source.step}, indent=2))
-  (out_dir / TOKENIZER_JSON).write_text((epath.Path(workdir) / TOKENIZER_JSON).read_text())
-  return out_dir
+  tokenizer_json = (epath.Path(workdir) / TOKENIZER_JSON).read_text()
+  return write(out_dir, encoder[source.subtree]["encoder"], source.architecture, tokenizer_json,
+               str(workdir), source.step)
+
+
+def import_hf_llama(model_dir: str, out: str) -> epath.Path:
+  """Writes the trunk of a Hugging Face Llama-architecture model as an encoder export in `out`."""
+  from memjax.models import hf_llama
+
+  out_dir = _new_folder(out)
+  tokenizer = epath.Path(model_dir) / TOKENIZER_JSON
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{model_dir} has no {TOKENIZER_JSON}")
+  architecture, params = hf_llama.load(model_dir)
+  return write(out_dir, params, architecture.to_dict(), tokenizer.read_text(), str(model_dir))
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
