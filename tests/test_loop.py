@@ -100,3 +100,22 @@ def test_frozen_encoder_is_bit_identical_and_not_optimized(tiny, trained_autoenc
   jax.tree.map(np.testing.assert_array_equal, trained["frozen"]["encoder"], original["params"]["encoder"])
   assert "encoder" not in trained["params"]
   assert "encoder" not in json.dumps(jax.tree_util.tree_map(lambda x: None, trained["opt_state"]))
+
+
+def test_memory_model_curriculum_on_a_frozen_autoencoder_encoder(tiny, tmp_path):
+  """The paper's procedure: autoencoder on chunk-length contexts, then a memory-model decoder on its
+  frozen encoder, blank copy then copy."""
+  autoencoder = tiny("autoencoder.py:tiny,family=mixer", steps=3)
+  autoencoder.data.n_ctx = 8
+  loop.run(autoencoder, str(tmp_path / "autoencoder"))
+  memory = tiny("memory.py:tiny,family=mixer,stages=blank_copy:2,copy", steps=4)
+  memory.data.n_ctx = 32  # 4 chunks of the autoencoder's 8 tokens
+  memory.encoder.update(checkpoint=str(tmp_path / "autoencoder"), frozen=True)
+  results = loop.run(memory, str(tmp_path / "memory"))
+  assert {"blank_copy/blank_copy/accuracy", "copy/copy/accuracy"} <= set(results["eval"])
+  jax.tree.map(np.testing.assert_array_equal, final_state(tmp_path / "memory")["frozen"]["encoder"],
+               final_state(tmp_path / "autoencoder")["params"]["encoder"])
+  mismatched = tiny("memory.py:tiny,family=mixer")  # chunks of 32 tokens: the mixer maps do not fit
+  mismatched.encoder.update(checkpoint=str(tmp_path / "autoencoder"), frozen=True)
+  with pytest.raises(ValueError, match="length: checkpoint 8, config 32"):
+    loop.run(mismatched, str(tmp_path / "mismatched"))

@@ -67,3 +67,22 @@ def test_hf_source_without_the_extra_says_how_to_install(monkeypatch):
   assert "HuggingFaceFW_fineweb-edu-sample-10BT" in source.fingerprint
   with pytest.raises(ImportError, match=r"memjax\[hf\]"):
     next(source.documents())
+
+
+def test_hf_source_streams_records_through_datasets(monkeypatch):
+  import sys
+  import types
+
+  calls = []
+
+  def load_dataset(name, config, split, streaming):
+    calls.append((name, config, split, streaming))
+    return iter([{"text": "first"}, {"text": ""}, {"text": "second"}])
+
+  monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+  source = sources.resolve("hf:finemath", split="train", streaming=True)
+  assert list(source.documents()) == ["first", "second"]
+  assert calls == [("HuggingFaceTB/finemath", "finemath-4plus", "train", True)]
+  named = sources.resolve("hf:org/corpus:subset", streaming=False)
+  list(named.documents(limit=1))
+  assert calls[-1] == ("org/corpus", "subset", "train", False)

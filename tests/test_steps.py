@@ -28,7 +28,7 @@ def config(task="clm"):
   return cfg
 
 
-def train_one_step(cfg, objective_name, mesh_sizes, frozen=()):
+def train_one_step(cfg, objective_name, mesh_sizes, frozen=(), compute_dtype=jnp.float32):
   n_devices = int(np.prod(list(mesh_sizes.values())))
   mesh = sharding.make_mesh(ml_collections.ConfigDict(mesh_sizes), devices=jax.devices()[:n_devices])
   graphdef, params = split_model(models.build_model(cfg, nnx.Rngs(0)))
@@ -38,8 +38,8 @@ def train_one_step(cfg, objective_name, mesh_sizes, frozen=()):
   shardings = sharding.tree_shardings(state, mesh)
   state = jax.device_put(state, shardings)
   objective = objectives.build(objective_name, OBJECTIVE, task=cfg.task, blank_id=2, delimiter_id=3)
-  step = steps.jit_train_step(steps.make_train_step(graphdef, objective, tx, optim.schedule(TRAIN)),
-                              shardings, mesh)
+  step = steps.jit_train_step(steps.make_train_step(graphdef, objective, tx, optim.schedule(TRAIN),
+                                                   compute_dtype), shardings, mesh)
   tokens = np.asarray(jax.random.randint(jax.random.key(1), (8, 16), 0, 64), np.int32)
   batch = sharding.global_batch({"tokens": tokens, "mask": np.ones((8, 16), np.float32)}, mesh)
   before = jax.device_get(state)  # the step donates (invalidates) its input state
@@ -67,3 +67,12 @@ def test_frozen_parameters_are_untouched_and_have_no_optimizer_state():
   assert paths and not [p for p in paths if "encoder" in p]
   assert not np.allclose(jax.device_get(after.params["decoder"]["blocks"]["attn"]["q"]["kernel"]),
                          before.params["decoder"]["blocks"]["attn"]["q"]["kernel"])
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_close_losses():
+  one = dict(data=2, fsdp=2, tensor=2)
+  _, full, full_metrics = train_one_step(config(), "clm", one)
+  _, mixed, mixed_metrics = train_one_step(config(), "clm", one, compute_dtype=jnp.bfloat16)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(mixed.params))
+  np.testing.assert_allclose(mixed_metrics["loss"], full_metrics["loss"], rtol=2e-2)
+  assert float(mixed_metrics["loss"]) != float(full_metrics["loss"])  # it did compute in bfloat16

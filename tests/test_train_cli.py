@@ -16,12 +16,12 @@ def train(*args, cwd=ROOT):
                         capture_output=True, text=True, timeout=600)
 
 
-def test_a_tiny_run_from_the_command_line(tmp_path):
-  out = train("--config=configs/clm.py:tiny", f"--workdir={tmp_path}", "--config.train.steps=3",
-              "--config.train.progress=False", "--config.mesh.fsdp=2")
+def test_a_tiny_run_from_the_command_line_in_a_relative_workdir(tmp_path):
+  out = train(f"--config={ROOT}/configs/clm.py:tiny", "--workdir=runs/tiny", "--config.train.steps=3",
+              "--config.train.progress=False", "--config.mesh.fsdp=2", cwd=tmp_path)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "clm/accuracy" in out.stdout
-  saved = json.loads((tmp_path / "config.json").read_text())
+  saved = json.loads((tmp_path / "runs" / "tiny" / "config.json").read_text())
   assert saved["train"]["steps"] == 3 and saved["mesh"]["fsdp"] == 2
 
 

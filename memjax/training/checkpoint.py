@@ -8,6 +8,7 @@ architecture (see memjax/training/encoders.py).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import grain
@@ -25,12 +26,17 @@ class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used: unreadable, or holding a different model."""
 
 
+def absolute(directory: epath.PathLike) -> epath.Path:
+  """The folder as an absolute path (Orbax requires one); bucket URLs such as gs:// stay as they are."""
+  return epath.Path(directory if "://" in str(directory) else os.path.abspath(directory))
+
+
 def manager(directory: epath.PathLike, *, every: int = 1, keep: int | None = None,
             async_save: bool = True, items: tuple[str, ...] = (STATE, DATA)) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
                                          enable_async_checkpointing=async_save, create=True)
   handlers = {STATE: ocp.PyTreeCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler()}
-  return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=items,
+  return ocp.CheckpointManager(absolute(directory), options=options, item_names=items,
                                item_handlers={k: handlers[k] for k in items})
 
 
