@@ -44,19 +44,23 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def model_flops_per_token(params: Any, cfg: Any) -> float:
-  """Training FLOPs per token: 6 per matmul parameter plus causal attention scores (PaLM appendix B).
+  """Training FLOPs per token of a causal LM: 6 per matmul parameter plus token mixing.
 
-  Embedding lookups are not matmuls; the head is. Attention adds 6 * n_layers * n_ctx * d_model
-  (QK^T and AV, forward and backward, halved for the causal mask).
+  Embedding lookups are not matmuls; the head is (PaLM appendix B). Token mixing adds, per layer,
+  6 * n_ctx * d_model for causal attention (QK^T and AV, forward and backward, halved by the mask)
+  and 6 * n_ctx * d_model * kernel for a mixer's dense T x T maps (counted here, not as parameters).
   """
   import jax
 
-  matmul_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
-                      if x.ndim >= 2 and "embedding" not in jax.tree_util.keystr(path))
-  attention = 0
-  if cfg.task == "clm" and cfg.model.family == "transformer":
-    attention = 6 * cfg.model.n_layers * cfg.data.n_ctx * cfg.model.d_model
-  return 6 * matmul_params + attention
+  def is_matmul(path, x) -> bool:
+    name = jax.tree_util.keystr(path)
+    return x.ndim >= 2 and "embedding" not in name and "'mix']['weight" not in name
+
+  matmul_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params) if is_matmul(path, x))
+  model = cfg.model
+  per_layer = 6 * cfg.data.n_ctx * model.d_model
+  mixing = per_layer * (1 if model.family == "transformer" else model.mixer_kernel)
+  return 6 * matmul_params + model.n_layers * mixing
 
 
 def bench_train(cfg: Any) -> dict[str, Any]:
@@ -64,6 +68,8 @@ def bench_train(cfg: Any) -> dict[str, Any]:
 
   from memjax.training.loop import Trainer
 
+  if cfg.task != "clm":
+    raise app.UsageError("`memjax.bench train` times causal LMs: use configs/clm.py (e.g. :bench)")
   trainer = Trainer(cfg)
   state, batch = trainer.init_state(), trainer.next_batch()
   compiled = trainer.train_step(trainer.stages[0].objective).lower(state, batch).compile()
