@@ -1,7 +1,8 @@
 """Model registry: builds any memjax model from an ml_collections config.
 
-Every model maps token ids [B, T] to a dict holding 'logits' [B, T, V] and owns an `encoder`
-(a `TokenEncoder`) whose single embeddings can be probed, exported and frozen.
+Every model maps token ids [B, T] to a dict holding 'logits' [B, T, V]. Models with an `encoder`
+attribute (a `TokenEncoder`: causal LMs, autoencoders, parallel and oracle memory models) have
+single embeddings that can be probed, exported and frozen.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class EncoderSource:
 
 
 def _latest_step(directory: epath.Path) -> int:
-  mngr = checkpoint.manager(directory, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(directory)
   step = mngr.latest_step()
   mngr.close()
   if step is None:
@@ -91,7 +91,7 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -
   if source.tokenizer_digest != tokenizer_digest:
     raise ValueError(f"the encoder in {path} was trained with a different tokenizer than this run's; "
                      f"set data.tokenizer={path}/{TOKENIZER_JSON}")
-  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(source.checkpoints)
   try:
     restored = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
   finally:
@@ -123,7 +123,7 @@ def export(workdir: str, out: str) -> epath.Path:
   """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
   out_dir = _new_folder(out)
   source = locate(workdir)
-  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(source.checkpoints)
   try:
     shapes = checkpoint.stored_shapes(mngr, source.step)
     prefix = f"{source.subtree}/encoder/"
