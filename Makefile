@@ -1,5 +1,6 @@
 # memjax: `make demo` runs the headline experiment, `make test` the tests.
-# Both create a virtual environment in .venv (unless one is active) with Python >= 3.11.
+# Both create a virtual environment in .venv (unless one is active) with Python >= 3.11; where the
+# machine has only an older python3 (e.g. 3.10), uv (installed from PyPI) fetches Python 3.12.
 
 VENV ?= .venv
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
@@ -15,9 +16,15 @@ endif
 .PHONY: demo test bench clean
 
 $(VENV)/bin/python:
-	@test -n "$(PYTHON)" || { echo "memjax needs Python >= 3.11 (jax >= 0.7 and flax 0.12 require it);" \
-	  "install one, e.g. 'uv python install 3.12', or set PYTHON=/path/to/python3.11+"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@if [ -n "$(PYTHON)" ]; then \
+	  $(PYTHON) -m venv $(VENV); \
+	elif command -v python3 >/dev/null 2>&1; then \
+	  echo "memjax needs Python >= 3.11 (jax and flax 0.12 do); fetching Python 3.12 with uv"; \
+	  python3 -m venv .venv-uv && .venv-uv/bin/pip install --quiet uv \
+	    && .venv-uv/bin/uv venv --seed --python 3.12 $(VENV); \
+	else \
+	  echo "memjax needs Python >= 3.11: install one, or set PYTHON=/path/to/python3.11+"; exit 1; \
+	fi
 	$(VENV)/bin/python -m pip install --upgrade --quiet pip
 
 demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
@@ -34,4 +41,4 @@ bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m memjax.bench train --config=configs/clm.py:bench --config.model.family=mixer
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) .venv-uv runs build *.egg-info

@@ -46,24 +46,24 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 def model_flops_per_token(params: Any, cfg: Any) -> float:
   """Training FLOPs per token of a causal LM: 6 per matmul parameter plus token mixing.
 
-  Embedding lookups are not matmuls; the head is (PaLM appendix B). Token mixing adds, per layer,
+  Matmul parameters are the Dense kernels, the head's included; embedding lookups and norms are not
+  matmuls (PaLM appendix B). Token mixing adds, per layer,
   6 * n_ctx * d_model for causal attention (QK^T and AV, forward and backward, halved by the mask)
   and 6 * n_ctx * d_model * kernel for a mixer's dense T x T maps (counted here, not as parameters).
   """
   import jax
 
-  def is_matmul(path, x) -> bool:
-    name = jax.tree_util.keystr(path)
-    return x.ndim >= 2 and "embedding" not in name and "'mix']['weight" not in name
-
-  matmul_params = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params) if is_matmul(path, x))
+  kernels = [x for path, x in jax.tree_util.tree_leaves_with_path(params)
+             if jax.tree_util.keystr(path).endswith("['kernel']")]  # every Dense layer, head included
+  matmul_params = sum(x.size for x in kernels)
   model = cfg.model
   per_layer = 6 * cfg.data.n_ctx * model.d_model
   mixing = per_layer * (1 if model.family == "transformer" else model.mixer_kernel)
   return 6 * matmul_params + model.n_layers * mixing
 
 
-def bench_train(cfg: Any) -> dict[str, Any]:
+def bench_train(cfg: Any, *, steps: int = 20, repeats: int = 3, warmup: int = 3) -> dict[str, Any]:
+  """Times the train step of `cfg`: the median over `repeats` of the mean time of `steps` steps."""
   import jax
 
   from memjax.training.loop import Trainer
@@ -74,16 +74,16 @@ def bench_train(cfg: Any) -> dict[str, Any]:
   state, batch = trainer.init_state(), trainer.next_batch()
   compiled = trainer.train_step(trainer.stages[0].objective).lower(state, batch).compile()
   memory = compiled.memory_analysis()
-  for _ in range(_WARMUP.value):
+  for _ in range(warmup):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(state)
   step_times = []
-  for _ in range(_REPEATS.value):
+  for _ in range(repeats):
     start = time.perf_counter()
-    for _ in range(_STEPS.value):
+    for _ in range(steps):
       state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
-    step_times.append((time.perf_counter() - start) / _STEPS.value)
+    step_times.append((time.perf_counter() - start) / steps)
   step_s = statistics.median(step_times)
   tokens = cfg.train.batch_size * cfg.data.n_ctx
   flops_per_token = model_flops_per_token(state.params, cfg)
@@ -107,7 +107,8 @@ def main(argv: list[str]) -> None:
   if argv[1:] != ["train"]:
     raise app.UsageError("usage: python -m memjax.bench train --config=configs/clm.py:bench")
   tuned = runtime.tune_host_allocator()  # before jax starts its threads
-  print(json.dumps(bench_train(_CONFIG.value) | {"malloc_tuning": tuned}))
+  result = bench_train(_CONFIG.value, steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value)
+  print(json.dumps(result | {"malloc_tuning": tuned}))
 
 
 if __name__ == "__main__":
