@@ -1,11 +1,14 @@
 """The training state: one pytree of arrays that every jitted step takes and returns.
 
 `params` are trained; `frozen` (e.g. a reused encoder) enters the forward pass but gets no
-gradient and no optimizer state. The model's structure (its NNX graphdef) is static and lives outside.
+gradient and no optimizer state. `rng` is split every step and checkpointed with the rest, so a
+stochastic objective resumes exactly. The model's structure (its NNX graphdef) is static and lives
+outside the state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
@@ -26,8 +29,8 @@ class TrainState:
   frozen: Params
 
   def to_dict(self) -> dict[str, Any]:
-    return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "rng": self.rng,
-            "frozen": self.frozen}
+    """The fields as a plain dict (the layout of the checkpoint's 'state' item)."""
+    return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def merge_trees(*trees: Params) -> Params:
