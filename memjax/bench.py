@@ -20,11 +20,15 @@ from ml_collections import config_flags
 
 from memjax import cli, runtime
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/clm.py:bench",
-                                          lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/clm.py:bench", lock_config=True)
+  flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
+  flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
+  flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+  flags.mark_flags_as_required(["config"])
 
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
@@ -107,10 +111,10 @@ def main(argv: list[str]) -> None:
   if argv[1:] != ["train"]:
     raise app.UsageError("usage: python -m memjax.bench train --config=configs/clm.py:bench")
   tuned = runtime.tune_host_allocator()  # before jax starts its threads
-  result = bench_train(_CONFIG.value, steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value)
+  result = bench_train(FLAGS.config, steps=FLAGS.steps, repeats=FLAGS.repeats, warmup=FLAGS.warmup)
   print(json.dumps(result | {"malloc_tuning": tuned}))
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
+  define_flags()
   cli.run(main)

@@ -17,12 +17,16 @@ from absl import app, flags
 
 from memjax import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder.")
-_HF_LLAMA = flags.DEFINE_string("hf_llama", None, "A Hugging Face Llama model folder (config.json, "
-                                "*.safetensors, tokenizer.json).")
-_OUT = flags.DEFINE_string("out", None, "A new (or empty) folder for the exported encoder.")
-flags.mark_flags_as_required(["out"])
-flags.mark_flags_as_mutual_exclusive(["workdir", "hf_llama"], required=True)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("workdir", None, "A trained run's folder.")
+  flags.DEFINE_string("hf_llama", None, "A Hugging Face Llama model folder (config.json, "
+                      "*.safetensors, tokenizer.json).")
+  flags.DEFINE_string("out", None, "A new (or empty) folder for the exported encoder.")
+  flags.mark_flags_as_required(["out"])
+  flags.mark_flags_as_mutual_exclusive(["workdir", "hf_llama"], required=True)
 
 
 def main(argv: list[str]) -> None:
@@ -31,14 +35,15 @@ def main(argv: list[str]) -> None:
   from memjax.training import checkpoint, encoders
 
   try:
-    if _WORKDIR.value:
-      out = encoders.export(_WORKDIR.value, _OUT.value)
+    if FLAGS.workdir:
+      out = encoders.export(FLAGS.workdir, FLAGS.out)
     else:
-      out = encoders.import_hf_llama(_HF_LLAMA.value, _OUT.value)
+      out = encoders.import_hf_llama(FLAGS.hf_llama, FLAGS.out)
   except (ValueError, KeyError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
     sys.exit(f"memjax.export: error: {error}")
-  print(f"exported the encoder of {_WORKDIR.value or _HF_LLAMA.value} to {out}")
+  print(f"exported the encoder of {FLAGS.workdir or FLAGS.hf_llama} to {out}")
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -18,10 +18,14 @@ from ml_collections import config_flags
 
 from memjax import cli, runtime
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. "
-                                          "configs/clm.py:small", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (local path or gs:// bucket).")
-flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/clm.py:small",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run folder (local path or gs:// bucket).")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError)
 
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> None:
   from memjax.training import checkpoint, loop
 
   try:
-    results = loop.run(_CONFIG.value, _WORKDIR.value)
+    results = loop.run(FLAGS.config, FLAGS.workdir)
   except (*USER_ERRORS, checkpoint.CheckpointError) as error:
     sys.exit(f"memjax.train: error: {error}")
   print("final evaluation:")
@@ -51,4 +55,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

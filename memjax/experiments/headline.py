@@ -23,9 +23,13 @@ from ml_collections import config_flags
 
 from memjax import cli, runtime
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/headline.py:cpu",
-                                          "Headline config (sub-configs clm, autoencoder, probe).")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/headline", "Folder for every stage and the results.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file("config", "configs/headline.py:cpu",
+                                  "Headline config (sub-configs clm, autoencoder, probe).")
+  flags.DEFINE_string("workdir", "runs/headline", "Folder for every stage and the results.")
 
 # (probe name, label, which stage's encoder: None for an untrained one, its embedding position)
 PROBES: tuple[tuple[str, str, str | None, int], ...] = (
@@ -120,12 +124,13 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   runtime.tune_host_allocator()  # before jax starts its threads
-  summary = run(_CONFIG.value, _WORKDIR.value)
+  summary = run(FLAGS.config, FLAGS.workdir)
   print("\nInformation in one embedding (probe decoders on held-out text):")
   print(table(summary["rows"]))
   print(f"\nautoencoder / causal LM token accuracy: {summary['autoencoder_to_causal_accuracy']:.1f}x"
-        f"  ({summary['minutes']:.1f} min; results.json and headline.png in {_WORKDIR.value})")
+        f"  ({summary['minutes']:.1f} min; results.json and headline.png in {FLAGS.workdir})")
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)
