@@ -9,6 +9,7 @@ to a temporary folder and renamed into place, so an interrupted run never leaves
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import pathlib
 import shutil
@@ -69,20 +70,11 @@ class TokenizedCorpus:
 def _encode(tokenizer: Tokenizer, documents: Iterable[str], eos_id: int,
             dtype: np.dtype) -> Iterator[tuple[np.ndarray, list[int], list[int]]]:
   """Yields (flat tokens, per-document lengths, per-document bytes) for batches of documents."""
-  batch: list[str] = []
-  for doc in _with_end(documents):
-    if doc is not None:
-      batch.append(doc)
-    if batch and (doc is None or len(batch) == ENCODE_BATCH):
-      encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
-      ids = [np.asarray(e.ids + [eos_id], dtype) for e in encodings]
-      yield np.concatenate(ids), [len(x) for x in ids], [len(d.encode("utf-8")) for d in batch]
-      batch = []
-
-
-def _with_end(documents: Iterable[str]) -> Iterator[str | None]:
-  yield from documents
-  yield None
+  documents = iter(documents)
+  while batch := list(itertools.islice(documents, ENCODE_BATCH)):
+    encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
+    ids = [np.asarray(e.ids + [eos_id], dtype) for e in encodings]
+    yield np.concatenate(ids), [len(x) for x in ids], [len(d.encode("utf-8")) for d in batch]
 
 
 def build(directory: pathlib.Path, tokenizer: Tokenizer, documents: Iterable[str], eos_id: int) -> None:
