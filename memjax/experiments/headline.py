@@ -31,6 +31,7 @@ def define_flags() -> None:
                                   "Headline config (sub-configs clm, autoencoder, probe).")
   flags.DEFINE_string("workdir", "runs/headline", "Folder for every stage and the results.")
 
+
 # (probe name, label, which stage's encoder: None for an untrained one, its embedding position)
 PROBES: tuple[tuple[str, str, str | None, int], ...] = (
     ("untrained", "Untrained", None, -1),
