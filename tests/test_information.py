@@ -46,3 +46,21 @@ def test_cross_entropy_excludes_masked_positions_from_mean_and_count():
                                             shift=False)
   assert metrics["tokens"] == 2.0
   assert metrics["loss"] == pytest.approx(np.log(4.0), rel=1e-5)  # the masked position's huge loss is out
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_cross_entropy_value_and_gradient_match_optax(shift):
+  import optax
+
+  logits = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 7))
+  targets = jax.random.randint(jax.random.key(1), (2, 5), 0, 7)
+  weights = jnp.array([[1.0, 1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0, 1.0]])
+
+  def reference(logits):
+    logits, aligned_targets, aligned_weights = information.aligned(logits, targets, weights, shift=shift)
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, aligned_targets)
+    return (per_token * aligned_weights).sum() / aligned_weights.sum()
+
+  ours = lambda logits: information.token_cross_entropy(logits, targets, weights, shift=shift)["loss"]
+  np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(reference)(logits), atol=1e-7)
