@@ -51,3 +51,13 @@ def test_block_preserves_shape_and_has_no_biases():
   names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(nnx.state(block))]
   assert not [n for n in names if "bias" in n]
   assert block.mlp.gate.kernel.shape == (32, 128)  # SwiGLU hidden 4d by default
+
+
+def test_swiglu_gradient_matches_autodiff():
+  gate, up = jax.random.normal(jax.random.key(0), (2, 3, 8)), jax.random.normal(jax.random.key(1), (2, 3, 8))
+  weights = jax.random.normal(jax.random.key(2), (2, 3, 8))
+  autodiff = lambda g, u: (jax.nn.silu(g) * u * weights).sum()
+  ours = lambda g, u: (transformer.swiglu(g, u) * weights).sum()
+  np.testing.assert_allclose(ours(gate, up), autodiff(gate, up), rtol=1e-6)
+  for got, want in zip(jax.grad(ours, argnums=(0, 1))(gate, up), jax.grad(autodiff, argnums=(0, 1))(gate, up)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
