@@ -26,6 +26,14 @@ def test_rope_scores_depend_only_on_relative_position():
   assert score(5, 2) != pytest.approx(score(5, 4), rel=1e-3)
 
 
+def naive_causal_attention(q, k, v):
+  group = q.shape[2] // k.shape[2]  # HF repeat_kv: query head h reads key/value head h // group
+  k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+  scores = jnp.where(np.tril(np.ones((q.shape[1], q.shape[1]), bool)), scores, -jnp.inf)
+  return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, -1), v)
+
+
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 def test_attention_matches_naive_causal_attention_with_grouped_heads(kv_heads):
   cfg = config(n_kv_heads=kv_heads)
@@ -37,12 +45,19 @@ def test_attention_matches_naive_causal_attention_with_grouped_heads(kv_heads):
   q = transformer.apply_rope(attn.q(x).reshape(2, 10, 4, 8), cos, sin)
   k = transformer.apply_rope(attn.k(x).reshape(2, 10, kv_heads, 8), cos, sin)
   v = attn.v(x).reshape(2, 10, kv_heads, 8)
-  group = 4 // kv_heads  # HF repeat_kv: query head h reads key/value head h // group
-  k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
-  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(8)
-  scores = jnp.where(np.tril(np.ones((10, 10), bool)), scores, -jnp.inf)
-  expected = attn.o(jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, -1), v).reshape(2, 10, 32))
+  expected = attn.o(naive_causal_attention(q, k, v).reshape(2, 10, 32))
   np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_attention_gradients_match_autodiff_of_naive_attention(kv_heads):
+  keys = jax.random.split(jax.random.key(0), 4)
+  q = jax.random.normal(keys[0], (2, 10, 4, 8))
+  k, v = (jax.random.normal(key, (2, 10, kv_heads, 8)) for key in keys[1:3])
+  cotangent = jax.random.normal(keys[3], (2, 10, 4, 8))
+  grads = lambda attention: jax.grad(lambda *qkv: (attention(*qkv) * cotangent).sum(), argnums=(0, 1, 2))(q, k, v)
+  for got, want in zip(grads(transformer.causal_attention), grads(naive_causal_attention)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_block_preserves_shape_and_has_no_biases():
