@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import sys
 
@@ -26,3 +27,34 @@ def tune_host_allocator() -> bool:
     return False
   settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
   return all(libc.mallopt(option, value) == 1 for option, value in settings)
+
+
+ONEDNN_MATMUL_FLAGS = ("--xla_cpu_experimental_onednn_custom_call=true",
+                       "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE")
+
+
+def tune_xla_cpu() -> bool:
+  """Has XLA:CPU run matrix products with oneDNN (jaxlib >= 0.12), keeping YNNPACK for reductions.
+
+  By default jaxlib 0.12 runs plain products on YNNPACK and those contracting the token axis (weight
+  gradients) on Eigen; oneDNN is faster at both on x86 (3 % per `bench` train step, in-process A/B).
+  Older jaxlibs have no oneDNN rewrite (their products would fall back to Eigen), so they are left
+  alone, as are flags the user already set in XLA_FLAGS. Only CPU compilation reads these flags.
+  Call it before jax is imported; set MEMJAX_XLA_TUNING=0 to opt out. Returns whether it applied.
+  """
+  if os.environ.get("MEMJAX_XLA_TUNING", "1") == "0" or "jaxlib" in sys.modules:
+    return False
+  try:
+    major, minor = (int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2])
+  except (importlib.metadata.PackageNotFoundError, ValueError):
+    return False
+  user_flags = os.environ.get("XLA_FLAGS", "")
+  if (major, minor) < (0, 12) or any(f.split("=")[0] in user_flags for f in ONEDNN_MATMUL_FLAGS):
+    return False
+  os.environ["XLA_FLAGS"] = " ".join((user_flags, *ONEDNN_MATMUL_FLAGS)).strip()
+  return True
+
+
+def tune() -> dict[str, bool]:
+  """Both process settings, for entry points to call first: which of them applied."""
+  return {"malloc_tuning": tune_host_allocator(), "onednn_matmul": tune_xla_cpu()}

@@ -41,7 +41,7 @@ def maybe_init_distributed() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  runtime.tune_host_allocator()  # before jax starts its threads
+  runtime.tune()  # before jax is imported
   maybe_init_distributed()
   from memjax.training import checkpoint, loop
 

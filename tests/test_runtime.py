@@ -12,3 +12,39 @@ def test_allocator_tuning_applies_unless_opted_out(setting, expected):
   out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                        env={"MEMJAX_MALLOC_TUNING": setting, "PATH": ""}, cwd=".", check=True)
   assert out.stdout.strip() == expected
+
+
+PROBE = """
+from memjax import runtime
+applied = runtime.tune_xla_cpu()
+import os, jax, jax.numpy as jnp
+x = jnp.ones((512, 512))  # oneDNN takes products from 256 x 256 up
+hlo = jax.jit(lambda a: a @ a.T).lower(x).compile().as_text()
+print(applied, "__onednn$matmul" in hlo, os.environ.get("XLA_FLAGS", ""))
+"""
+
+
+def _probe(**env: str) -> list[str]:
+  out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
+                       env={"PATH": "", "JAX_PLATFORMS": "cpu", **env}, cwd=".")
+  return (out.stdout.split(maxsplit=2) + [""])[:3]
+
+
+def _jaxlib_at_least_0_12() -> bool:
+  import importlib.metadata
+  return tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2]) >= (0, 12)
+
+
+def test_xla_tuning_routes_products_to_onednn_on_jaxlib_0_12():
+  applied, onednn, flags = _probe()
+  expected = str(_jaxlib_at_least_0_12())
+  assert (applied, onednn) == (expected, expected)
+  assert ("onednn_custom_call" in flags) == _jaxlib_at_least_0_12()
+
+
+@pytest.mark.parametrize("env", [{"MEMJAX_XLA_TUNING": "0"},
+                                 {"XLA_FLAGS": "--xla_cpu_experimental_onednn_custom_call=false"}])
+def test_xla_tuning_leaves_opt_outs_and_user_flags_alone(env):
+  applied, onednn, flags = _probe(**env)
+  assert (applied, onednn) == ("False", "False")
+  assert flags.strip() == env.get("XLA_FLAGS", "")

@@ -124,7 +124,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  runtime.tune_host_allocator()  # before jax starts its threads
+  runtime.tune()  # before jax is imported
   summary = run(FLAGS.config, FLAGS.workdir)
   print("\nInformation in one embedding (probe decoders on held-out text):")
   print(table(summary["rows"]))
