@@ -99,7 +99,8 @@ def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
 
   Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen at ~76
   GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (attention
-  forward + backward 12 -> 9.3 ms at B=8, T=256, 4 heads of 64: 2.7 % of the `bench` step).
+  forward + backward 12 -> 9.3 ms at B=8, T=256, 4 heads of 64: 2.7 % of the `bench` step). With
+  the entry points' oneDNN setting (`memjax.runtime.tune_xla_cpu`) both forms run alike.
   """
   a_QxHxS = jax.lax.optimization_barrier(a_QxSxH.transpose(0, 2, 1))
   return jax.lax.optimization_barrier(jnp.matmul(a_QxHxS, b_QxSxT)).transpose(0, 2, 1)
