@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import os
+import platform
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc mallopt parameters
@@ -34,11 +35,11 @@ ONEDNN_MATMUL_FLAGS = ("--xla_cpu_experimental_onednn_custom_call=true",
 
 
 def tune_xla_cpu() -> bool:
-  """Has XLA:CPU run matrix products with oneDNN (jaxlib >= 0.12), keeping YNNPACK for reductions.
+  """Has XLA:CPU run matrix products with oneDNN (x86, jaxlib >= 0.12), YNNPACK kept for reductions.
 
   By default jaxlib 0.12 runs plain products on YNNPACK and those contracting the token axis (weight
   gradients) on Eigen; oneDNN is faster at both on x86 (3 % per `bench` train step, in-process A/B).
-  Older jaxlibs have no oneDNN rewrite (their products would fall back to Eigen), so they are left
+  Other CPUs and older jaxlibs (no oneDNN rewrite: their products would fall back to Eigen) are left
   alone, as are flags the user already set in XLA_FLAGS. Only CPU compilation reads these flags.
   Call it before jax is imported; set MEMJAX_XLA_TUNING=0 to opt out. Returns whether it applied.
   """
@@ -49,7 +50,8 @@ def tune_xla_cpu() -> bool:
   except (importlib.metadata.PackageNotFoundError, ValueError):
     return False
   user_flags = os.environ.get("XLA_FLAGS", "")
-  if (major, minor) < (0, 12) or any(f.split("=")[0] in user_flags for f in ONEDNN_MATMUL_FLAGS):
+  if ((major, minor) < (0, 12) or platform.machine().lower() not in ("x86_64", "amd64")
+      or any(flag.split("=")[0] in user_flags for flag in ONEDNN_MATMUL_FLAGS)):
     return False
   os.environ["XLA_FLAGS"] = " ".join((user_flags, *ONEDNN_MATMUL_FLAGS)).strip()
   return True
