@@ -32,16 +32,19 @@ def tune_host_allocator() -> bool:
 
 ONEDNN_MATMUL_FLAGS = ("--xla_cpu_experimental_onednn_custom_call=true",
                        "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE")
+ONEDNN_JAXLIB_VERSIONS = ((0, 12),)  # (major, minor) where the flags exist and were measured
 
 
 def tune_xla_cpu() -> bool:
-  """Has XLA:CPU run matrix products with oneDNN (x86, jaxlib >= 0.12), YNNPACK kept for reductions.
+  """Has XLA:CPU run matrix products with oneDNN (x86, jaxlib 0.12), YNNPACK kept for reductions.
 
   By default jaxlib 0.12 runs plain products on YNNPACK and those contracting the token axis (weight
   gradients) on Eigen; oneDNN is faster at both on x86 (3 % per `bench` train step, in-process A/B).
-  Other CPUs and older jaxlibs (no oneDNN rewrite: their products would fall back to Eigen) are left
-  alone, as are flags the user already set in XLA_FLAGS. Only CPU compilation reads these flags.
-  Call it before jax is imported; set MEMJAX_XLA_TUNING=0 to opt out. Returns whether it applied.
+  The flags are experimental and an unknown XLA_FLAGS entry aborts jax at start-up, so they are set
+  only for the jaxlib minor versions they were checked on (`ONEDNN_JAXLIB_VERSIONS`; 0.10 has no
+  oneDNN rewrite: its products would fall back to Eigen) and on x86. Flags the user already set in
+  XLA_FLAGS are left alone. Only CPU compilation reads these flags. Call it before jax is imported;
+  set MEMJAX_XLA_TUNING=0 to opt out. Returns whether it applied.
   """
   if os.environ.get("MEMJAX_XLA_TUNING", "1") == "0" or "jaxlib" in sys.modules:
     return False
@@ -50,8 +53,9 @@ def tune_xla_cpu() -> bool:
   except (importlib.metadata.PackageNotFoundError, ValueError):
     return False
   user_flags = os.environ.get("XLA_FLAGS", "")
-  if ((major, minor) < (0, 12) or platform.machine().lower() not in ("x86_64", "amd64")
-      or any(flag.split("=")[0] in user_flags for flag in ONEDNN_MATMUL_FLAGS)):
+  x86 = platform.machine().lower() in ("x86_64", "amd64")
+  checked_here = x86 and (major, minor) in ONEDNN_JAXLIB_VERSIONS
+  if not checked_here or any(flag.split("=")[0] in user_flags for flag in ONEDNN_MATMUL_FLAGS):
     return False
   os.environ["XLA_FLAGS"] = " ".join((user_flags, *ONEDNN_MATMUL_FLAGS)).strip()
   return True

@@ -31,11 +31,13 @@ def _probe(**env: str) -> list[str]:
 
 
 def _onednn_expected() -> bool:
-  """x86 with jaxlib >= 0.12: where tune_xla_cpu applies."""
+  """x86 with a jaxlib the flags were checked on: where tune_xla_cpu applies."""
   import importlib.metadata
   import platform
+
+  from memjax.runtime import ONEDNN_JAXLIB_VERSIONS
   jaxlib = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2])
-  return jaxlib >= (0, 12) and platform.machine().lower() in ("x86_64", "amd64")
+  return jaxlib in ONEDNN_JAXLIB_VERSIONS and platform.machine().lower() in ("x86_64", "amd64")
 
 
 def test_xla_tuning_routes_products_to_onednn_on_x86_with_jaxlib_0_12():
