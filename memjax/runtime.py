@@ -35,6 +35,15 @@ ONEDNN_MATMUL_FLAGS = ("--xla_cpu_experimental_onednn_custom_call=true",
 ONEDNN_JAXLIB_VERSIONS = ((0, 12),)  # (major, minor) where the flags exist and were measured
 
 
+def onednn_checked_here() -> bool:
+  """Whether this is an x86 CPU with a jaxlib minor version the oneDNN flags were checked on."""
+  try:
+    jaxlib = tuple(int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2])
+  except (importlib.metadata.PackageNotFoundError, ValueError):
+    return False
+  return platform.machine().lower() in ("x86_64", "amd64") and jaxlib in ONEDNN_JAXLIB_VERSIONS
+
+
 def tune_xla_cpu() -> bool:
   """Has XLA:CPU run matrix products with oneDNN (x86, jaxlib 0.12), YNNPACK kept for reductions.
 
@@ -48,14 +57,9 @@ def tune_xla_cpu() -> bool:
   """
   if os.environ.get("MEMJAX_XLA_TUNING", "1") == "0" or "jaxlib" in sys.modules:
     return False
-  try:
-    major, minor = (int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2])
-  except (importlib.metadata.PackageNotFoundError, ValueError):
-    return False
   user_flags = os.environ.get("XLA_FLAGS", "")
-  x86 = platform.machine().lower() in ("x86_64", "amd64")
-  checked_here = x86 and (major, minor) in ONEDNN_JAXLIB_VERSIONS
-  if not checked_here or any(flag.split("=")[0] in user_flags for flag in ONEDNN_MATMUL_FLAGS):
+  user_set = any(flag.split("=")[0] in user_flags for flag in ONEDNN_MATMUL_FLAGS)
+  if user_set or not onednn_checked_here():
     return False
   os.environ["XLA_FLAGS"] = " ".join((user_flags, *ONEDNN_MATMUL_FLAGS)).strip()
   return True

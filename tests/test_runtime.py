@@ -30,19 +30,11 @@ def _probe(**env: str) -> list[str]:
   return (out.stdout.split(maxsplit=2) + [""])[:3]
 
 
-def _onednn_expected() -> bool:
-  """x86 with a jaxlib the flags were checked on: where tune_xla_cpu applies."""
-  import importlib.metadata
-  import platform
-
-  from memjax.runtime import ONEDNN_JAXLIB_VERSIONS
-  jaxlib = tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2])
-  return jaxlib in ONEDNN_JAXLIB_VERSIONS and platform.machine().lower() in ("x86_64", "amd64")
-
-
 def test_xla_tuning_routes_products_to_onednn_on_x86_with_jaxlib_0_12():
+  from memjax.runtime import onednn_checked_here
+
   applied, onednn, flags = _probe()
-  expected = _onednn_expected()
+  expected = onednn_checked_here()
   assert (applied, onednn) == (str(expected), str(expected))
   assert ("onednn_custom_call" in flags) == expected
 
