@@ -6,12 +6,17 @@ import pytest
 SCRIPT = "from memjax import runtime; print(runtime.tune_host_allocator())"
 
 
+def _python(script: str, **env: str) -> str:
+  """stdout of `script` run in a fresh interpreter with only the given environment variables."""
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={"PATH": "", "JAX_PLATFORMS": "cpu", **env}, cwd=".")
+  return out.stdout
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 @pytest.mark.parametrize("setting, expected", [("1", "True"), ("0", "False")])
 def test_allocator_tuning_applies_unless_opted_out(setting, expected):
-  out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                       env={"MEMJAX_MALLOC_TUNING": setting, "PATH": ""}, cwd=".", check=True)
-  assert out.stdout.strip() == expected
+  assert _python(SCRIPT, MEMJAX_MALLOC_TUNING=setting).strip() == expected
 
 
 PROBE = """
@@ -25,9 +30,7 @@ print(applied, "__onednn$matmul" in hlo, os.environ.get("XLA_FLAGS", ""))
 
 
 def _probe(**env: str) -> list[str]:
-  out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
-                       env={"PATH": "", "JAX_PLATFORMS": "cpu", **env}, cwd=".")
-  return (out.stdout.split(maxsplit=2) + [""])[:3]
+  return (_python(PROBE, **env).split(maxsplit=2) + [""])[:3]
 
 
 def test_xla_tuning_routes_products_to_onednn_on_x86_with_jaxlib_0_12():
