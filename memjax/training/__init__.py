@@ -1,0 +1,1 @@
+"""Training: the loop, jitted steps, state, sharding, optimizer, checkpoints, encoder reuse."""
