@@ -74,25 +74,36 @@ class Generator:
     return self.prefill_fn(self.params, state, jnp.asarray(prompt_BxP), jnp.asarray(lengths), key)
 
   def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, seed: int = 0,
-               on_token: Callable[[np.ndarray], None] | None = None,
+               on_token: Callable[[np.ndarray], None] | None = None, stop_token: int | None = None,
                keep_logits: bool = False) -> dict[str, np.ndarray]:
-    """{'tokens' [B, max_new_tokens]} (and 'logits' [B, max_new_tokens, V] with keep_logits).
+    """{'tokens' [B, N]} (and 'logits' [B, N, V] with keep_logits), N <= max_new_tokens.
 
-    `on_token` receives each step's tokens [B] as soon as they are sampled (streaming).
+    `on_token` receives each step's tokens [B] as soon as they are sampled (streaming). Generation
+    ends early once every sequence has produced `stop_token`.
     """
     self.check(prompts, max_new_tokens)
     key = jax.random.key(seed)
     state, token_B, logits_BxV = self.start(prompts, key)
     tokens, logits = [token_B], [logits_BxV]
-    if on_token:
-      on_token(np.asarray(token_B))
+    stopped = np.zeros(len(prompts), bool)
+
+    def emit(token_B):
+      nonlocal stopped
+      if on_token:
+        on_token(np.asarray(token_B))
+      if stop_token is not None:
+        stopped = stopped | (np.asarray(token_B) == stop_token)
+      return stopped.all()
+
+    done = emit(token_B)
     for t in range(1, max_new_tokens):
+      if done:
+        break
       state, token_B, logits_BxV = self.step_fn(self.params, state, token_B, key, t)
       tokens.append(token_B)
       if keep_logits:
         logits.append(logits_BxV)
-      if on_token:
-        on_token(np.asarray(token_B))
+      done = emit(token_B)
     self.last_state = state  # for inspection (cache sizes)
     out = {"tokens": np.stack([np.asarray(t) for t in tokens], axis=1)}
     if keep_logits:
