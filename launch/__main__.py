@@ -72,7 +72,6 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--num-slices", type=int, default=1)
   p.add_argument("--max-restarts", type=int, default=0, help="JobSet restarts (on exit 42 and 128-255)")
   p.add_argument("--base-docker-image", default="python:3.12")
-  p.add_argument("--docker-image", help="a prebuilt image holding memjax (skips the install)")
   p.add_argument("--jax-version", default=jobs.JAX_VERSION)
   x.add_parser("delete", parents=[common, kube], help="xpk workload delete")
 
@@ -127,7 +126,7 @@ def dispatch(args, train_args, runner: Runner) -> int:
   elif args.target == "xpk":
     if args.action == "run":
       w = xpk.Workload(args.cluster, args.workload, args.tpu, args.num_slices, args.max_restarts, args.project,
-                       args.zone, args.base_docker_image, args.docker_image)
+                       args.zone, args.base_docker_image)
       xpk.run(w, _job(args, train_args, runner), runner, args.jax_version)
     else:
       xpk.delete(xpk.Workload(args.cluster, args.workload, "v4-8", project=args.project, zone=args.zone), runner)
