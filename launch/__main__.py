@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
   split = argv.index("--") if "--" in argv else len(argv)
   args = _parser().parse_args(argv[:split])
   runner = runner or (DryRun() if args.dry_run else Shell())
+  if args.dry_run:
+    runner.say("dry run: the commands in order, executed nowhere; every query is answered as if it "
+               "succeeded\n(slice ACTIVE, workers agree, the job exits 0)")
   try:
     return dispatch(args, argv[split + 1:], runner)
   except CommandError as error:
