@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
   args = _parser().parse_args(argv[:split])
   runner = runner or (DryRun() if args.dry_run else Shell())
   if args.dry_run:
-    runner.say("dry run: the commands in order, executed nowhere; every query is answered as if it "
-               "succeeded\n(slice ACTIVE, workers agree, the job exits 0)")
+    runner.say("dry run: the commands in order, executed nowhere; queries are answered as if all succeeded")
   try:
     return dispatch(args, argv[split + 1:], runner)
   except CommandError as error:
