@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="ship the commit, install, run on every worker, relaunch after preemption")
   p.add_argument("--retries", type=int, default=0, help="relaunches after a preemption (exit 42, 128+)")
   p.add_argument("--jax-version", default=jobs.JAX_VERSION, help="pinned jax[tpu] version")
+  p.add_argument("--extras", default=jobs.EXTRAS, help="memjax extras to install (comma-separated, '' for none)")
   p.add_argument("--detach", action="store_true", help="start and return (no waiting, no retries)")
   p = t.add_parser("logs", parents=[common, where], help="each worker's run.log")
   p.add_argument("--worker", default="all", help="all, or a worker index")
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--max-restarts", type=int, default=0, help="JobSet restarts (on exit 42 and 128-255)")
   p.add_argument("--base-docker-image", default="python:3.12")
   p.add_argument("--jax-version", default=jobs.JAX_VERSION)
+  p.add_argument("--extras", default=jobs.EXTRAS, help="memjax extras to install (comma-separated, '' for none)")
   x.add_parser("delete", parents=[common, kube], help="xpk workload delete")
 
   g = targets.add_parser("gpu", help="GPU node or SLURM cluster").add_subparsers(dest="action", required=True)
@@ -116,7 +118,7 @@ def dispatch(args, train_args, runner: Runner) -> int:
       if args.retries < 0:
         raise ValueError("--retries must be >= 0")
       return tpu.run(s, _job(args, train_args, runner), runner, retries=args.retries, poll_s=args.poll_seconds,
-                     jax_version=args.jax_version, detach=args.detach)
+                     jax_version=args.jax_version, extras=args.extras, detach=args.detach)
     elif args.action == "logs":
       tpu.logs(s, runner, args.worker, args.lines, args.follow, args.out)
     elif args.action == "stop":
@@ -127,7 +129,7 @@ def dispatch(args, train_args, runner: Runner) -> int:
     if args.action == "run":
       w = xpk.Workload(args.cluster, args.workload, args.tpu, args.num_slices, args.max_restarts, args.project,
                        args.zone, args.base_docker_image)
-      xpk.run(w, _job(args, train_args, runner), runner, args.jax_version)
+      xpk.run(w, _job(args, train_args, runner), runner, args.jax_version, args.extras)
     else:
       xpk.delete(xpk.Workload(args.cluster, args.workload, "v4-8", project=args.project, zone=args.zone), runner)
   elif args.action == "node":

@@ -16,6 +16,7 @@ from launch.runner import Cmd, cmd
 
 PREEMPTED = 42
 JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
+EXTRAS = "hf"  # memjax extras installed with it: the paper presets read hf:fineweb-edu (--extras)
 
 
 def retryable(code: int) -> bool:
@@ -89,6 +90,13 @@ def resolve_commit(commit: str, say=print) -> str:
   if status.stdout.strip():
     say(f"uncommitted changes are not shipped: the job runs commit {done.stdout.strip()[:12]}")
   return done.stdout.strip()
+
+
+def package(path: str, extras: str) -> str:
+  """pip's spec for memjax at `path` with `extras` (comma-separated; empty for none)."""
+  if not re.fullmatch(r"[a-z0-9_-]*(,[a-z0-9_-]+)*", extras):
+    raise ValueError(f"--extras {extras!r}: comma-separated extra names such as hf,tfds")
+  return f"{path}[{extras}]" if extras else path
 
 
 def archive(commit: str, path: str) -> Cmd:

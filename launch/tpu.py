@@ -123,9 +123,9 @@ def _script(purpose: str, body: str) -> str:
   return f'#!/bin/bash\n# {purpose}\nset -uo pipefail\ncd "$(dirname "$0")"\n{body}'
 
 
-def setup_script(commit: str, jax_version: str) -> str:
-  """Idempotent: extracts a new commit, installs once per (commit, jax) with uv's Python 3.12."""
-  marker = f"venv/installed-{commit[:12]}-jax-{jax_version}"
+def setup_script(commit: str, jax_version: str, extras: str = jobs.EXTRAS) -> str:
+  """Idempotent: extracts a new commit, installs once per (commit, jax, extras) with uv's Python 3.12."""
+  marker = f"venv/installed-{commit[:12]}-jax-{jax_version}-{extras.replace(',', '+') or 'no-extras'}"
   return _script("Install memjax on this worker, once: the shipped commit, pinned jax[tpu], Python 3.12 (uv).", f"""\
 set -e
 if [ "$(cat code/COMMIT 2>/dev/null || true)" != "{commit}" ]; then
@@ -134,7 +134,7 @@ fi
 if [ ! -f {marker} ]; then
   python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
   [ -x venv/bin/python ] || ~/.local/bin/uv venv --python 3.12 venv
-  ~/.local/bin/uv pip install --python venv/bin/python "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} ./code
+  ~/.local/bin/uv pip install --python venv/bin/python "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} "{jobs.package('./code', extras)}"
   touch {marker}
 fi
 echo "$(hostname): memjax {commit[:12]} installed"
@@ -213,8 +213,8 @@ fi
 """)
 
 
-def worker_scripts(s: Slice, job: jobs.Job, jax_version: str) -> dict[str, str]:
-  return {"setup.sh": setup_script(job.commit, jax_version), "versions.sh": versions_script(),
+def worker_scripts(s: Slice, job: jobs.Job, jax_version: str, extras: str = jobs.EXTRAS) -> dict[str, str]:
+  return {"setup.sh": setup_script(job.commit, jax_version, extras), "versions.sh": versions_script(),
           "free_tpu.sh": free_script(s.generation), "run.sh": run_script(job), "start.sh": start_script(),
           "status.sh": status_script(), "stop.sh": stop_script()}
 
@@ -289,12 +289,12 @@ def create(s: Slice, runner: Runner, poll_s: float) -> None:
   wait_active(s, runner, poll_s, create_missing=False, created=True)
 
 
-def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner) -> int:
+def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner, extras: str = jobs.EXTRAS) -> int:
   """Ships the commit and the scripts to every worker, installs once, checks versions; returns #workers."""
   workers = len(runner.run(workers_command(s)).stdout.split())
   runner.run(cmd("mkdir", "-p", s.staging))
   runner.run(jobs.archive(job.commit, f"{s.staging}/code.tar.gz"))
-  for name, text in worker_scripts(s, job, jax_version).items():
+  for name, text in worker_scripts(s, job, jax_version, extras).items():
     runner.write(f"{s.staging}/{name}", text)
   runner.run(scp_command(s))
   runner.run(ssh_command(s, f"bash {s.home}/setup.sh"))
@@ -329,16 +329,17 @@ def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, max_unreach
 
 
 def run(s: Slice, job: jobs.Job, runner: Runner, *, retries: int = 0, poll_s: float = 60,
-        jax_version: str = jobs.JAX_VERSION, detach: bool = False) -> int:
+        jax_version: str = jobs.JAX_VERSION, extras: str = jobs.EXTRAS, detach: bool = False) -> int:
   """Launch on every worker and babysit: relaunch the same workdir after a preemption, `retries` times."""
   if not job.workdir.startswith("gs://"):
     raise ValueError(f"--workdir={job.workdir}: a TPU run needs a gs:// workdir that every worker "
                      "shares and that outlives the VMs")
+  jobs.package("./code", extras)  # refuses bad extras before anything runs
   runner.say(f"commit {job.commit}")
   attempt = 0
   while True:
     wait_active(s, runner, poll_s, create_missing=True)
-    workers = install(s, job, jax_version, runner)
+    workers = install(s, job, jax_version, runner, extras)
     runner.run(ssh_command(s, f"bash {s.home}/start.sh"))
     if detach:
       runner.say(f"started; follow it with `python -m launch tpu logs --name={s.name} --zone={s.zone}`")

@@ -41,13 +41,14 @@ def _where(w: Workload) -> list[str]:
   return [f"--project={w.project}"] * bool(w.project) + [f"--zone={w.zone}"] * bool(w.zone)
 
 
-def container_command(w: Workload, job: jobs.Job, jax_version: str) -> str:
+def container_command(w: Workload, job: jobs.Job, jax_version: str, extras: str = jobs.EXTRAS) -> str:
   train = shlex.join(job.command("python3"))
-  install = f'python3 -m pip install "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} .'
+  install = f'python3 -m pip install "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} "{jobs.package(".", extras)}"'
   return f"{install} && {train}"
 
 
-def create_commands(w: Workload, job: jobs.Job, jax_version: str = jobs.JAX_VERSION) -> list[Cmd]:
+def create_commands(w: Workload, job: jobs.Job, jax_version: str = jobs.JAX_VERSION,
+                    extras: str = jobs.EXTRAS) -> list[Cmd]:
   if not job.workdir.startswith("gs://"):
     raise ValueError(f"--workdir={job.workdir}: a GKE run needs a gs:// workdir that outlives its pods")
   env = [f"--env={key}={value}" for key, value in job.exports(distributed=True)]
@@ -55,7 +56,7 @@ def create_commands(w: Workload, job: jobs.Job, jax_version: str = jobs.JAX_VERS
                f"--tpu-type={w.tpu}", f"--num-slices={w.num_slices}", f"--max-restarts={w.max_restarts}",
                f"--termination-grace-period-seconds={w.grace_s}", f"--base-docker-image={w.base_image}",
                f"--script-dir={w.staging}", *env,
-               f"--command={container_command(w, job, jax_version)}", *_where(w))
+               f"--command={container_command(w, job, jax_version, extras)}", *_where(w))
   return [cmd("rm", "-rf", w.staging), cmd("mkdir", "-p", w.staging),
           jobs.archive(job.commit, f"{w.staging}.tar.gz"), cmd("tar", "-xzf", f"{w.staging}.tar.gz", "-C", w.staging),
           create]
@@ -65,9 +66,10 @@ def delete_command(w: Workload) -> Cmd:
   return cmd("xpk", "workload", "delete", f"--cluster={w.cluster}", f"--workload={w.name}", *_where(w))
 
 
-def run(w: Workload, job: jobs.Job, runner: Runner, jax_version: str = jobs.JAX_VERSION) -> None:
+def run(w: Workload, job: jobs.Job, runner: Runner, jax_version: str = jobs.JAX_VERSION,
+        extras: str = jobs.EXTRAS) -> None:
   runner.say(f"commit {job.commit}")
-  for command in create_commands(w, job, jax_version):
+  for command in create_commands(w, job, jax_version, extras):
     runner.run(command)
 
 

@@ -336,6 +336,7 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
     (["gpu", "slurm", "--run-dir=/r", f"--commit={SHA}", "--", "--config=c", "--workdir=rel/x"], "absolute path"),
     (["tpu", "run", *SLICE, "--accelerator=v4-8", "--commit=no-such-ref", *TRAIN], "not a commit"),
     (["gpu", "node", f"--commit={SHA}", "--env=1X=2", "--", "--config=c", "--workdir=w"], "not a variable name"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--extras=hf;x", *TRAIN], "--extras 'hf;x'"),
 ])
 def test_bad_input_is_refused_with_its_name(argv, message, capsys):
   assert cli.main(with_dry_run(argv)) == 2
