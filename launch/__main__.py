@@ -26,9 +26,10 @@ from launch.runner import CommandError, DryRun, Runner, Shell
 def _parser() -> argparse.ArgumentParser:
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("--dry-run", action="store_true", help="print the commands, execute nothing")
-  code = argparse.ArgumentParser(add_help=False)
+  env = argparse.ArgumentParser(add_help=False)
+  env.add_argument("--env", action="append", metavar="NAME=VALUE", help="exported for memjax.train")
+  code = argparse.ArgumentParser(add_help=False, parents=[env])
   code.add_argument("--commit", default="HEAD", help="commit to ship (git archive); default HEAD")
-  code.add_argument("--env", action="append", metavar="NAME=VALUE", help="exported for memjax.train")
   where = argparse.ArgumentParser(add_help=False)
   where.add_argument("--name", required=True, help="queued resource and TPU node name")
   where.add_argument("--zone", required=True)
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
   x.add_parser("delete", parents=[common, kube], help="xpk workload delete")
 
   g = targets.add_parser("gpu", help="GPU node or SLURM cluster").add_subparsers(dest="action", required=True)
-  p = g.add_parser("node", parents=[common, code], help="this node: one process with all its GPUs")
+  p = g.add_parser("node", parents=[common, env], help="this node and checkout: one process with all its GPUs")
   p.add_argument("--gpus", help="CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default: all)")
   p.add_argument("--python", default="python3")
   p.add_argument("--retries", type=int, default=0)
@@ -96,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _job(args, train_args, runner: Runner) -> jobs.Job:
-  commit = jobs.resolve_commit(args.commit, say=runner.say)
+  """The job at --commit, shipped as git archive; `gpu node` runs this checkout and records HEAD."""
+  shipped = hasattr(args, "commit")
+  commit = jobs.resolve_commit(args.commit if shipped else "HEAD", say=runner.say, shipped=shipped)
   return jobs.Job(tuple(train_args), commit, jobs.parse_env(args.env))
 
 

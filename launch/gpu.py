@@ -30,7 +30,7 @@ def node_command(job: jobs.Job, python: str = "python3", gpus: str | None = None
 
 def run_node(job: jobs.Job, runner: Runner, python: str = "python3", gpus: str | None = None,
              retries: int = 0) -> int:
-  runner.say(f"commit {job.commit} (this checkout runs as it is)")
+  runner.say(f"commit {job.commit} (this checkout runs as it is, in place)")
   command = node_command(job, python, gpus)
   for attempt in range(retries + 1):
     code = runner.run(command).returncode

@@ -78,8 +78,9 @@ def export_lines(exports) -> str:
   return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in exports)
 
 
-def resolve_commit(commit: str, say=print) -> str:
-  """A full sha is taken as given; anything else (default HEAD) is resolved in this checkout."""
+def resolve_commit(commit: str, say=print, shipped: bool = True) -> str:
+  """A full sha is taken as given; anything else (default HEAD) is resolved in this checkout.
+  `shipped`: the job runs `git archive` of it; otherwise it runs this checkout as it is."""
   if re.fullmatch(r"[0-9a-f]{40}", commit):
     return commit
   done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
@@ -88,7 +89,8 @@ def resolve_commit(commit: str, say=print) -> str:
     raise ValueError(f"--commit {commit!r} is not a commit of this repository (git rev-parse failed)")
   status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
   if status.stdout.strip():
-    say(f"uncommitted changes are not shipped: the job runs commit {done.stdout.strip()[:12]}")
+    say(f"uncommitted changes are not shipped: the job runs commit {done.stdout.strip()[:12]}" if shipped else
+        f"this checkout has uncommitted changes: MEMJAX_COMMIT={done.stdout.strip()[:12]} names its last commit")
   return done.stdout.strip()
 
 

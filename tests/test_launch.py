@@ -49,7 +49,7 @@ CASES = {
     "xpk_run_v6e": ["xpk", "run", "--cluster=my-cluster", "--workload=clm-2", "--tpu=v6e-32", "--num-slices=2",
                     "--max-restarts=3", f"--commit={SHA}", *TRAIN],
     "xpk_delete": ["xpk", "delete", "--cluster=my-cluster", "--workload=clm-1"],
-    "gpu_node": ["gpu", "node", "--gpus=0,1,2,3", "--retries=2", f"--commit={SHA}", "--",
+    "gpu_node": ["gpu", "node", "--gpus=0,1,2,3", "--retries=2", "--env=XLA_PYTHON_CLIENT_MEM_FRACTION=.9", "--",
                  "--config=configs/clm.py:small", "--workdir=runs/clm"],
     "gpu_slurm": ["gpu", "slurm", "--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=my-account",
                   "--time=04:00:00", "--retries=3", "--run-dir=/shared/memjax/clm", f"--commit={SHA}", "--",
@@ -61,6 +61,14 @@ def with_dry_run(argv) -> list[str]:
   """argv with --dry-run before the `--` that starts memjax.train's arguments."""
   split = argv.index("--") if "--" in argv else len(argv)
   return [*argv[:split], "--dry-run", *argv[split:]]
+
+
+@pytest.fixture(autouse=True)
+def head_is_sha(monkeypatch):
+  """`gpu node` records this checkout's HEAD; the goldens need a fixed one (others pass --commit)."""
+  resolve = jobs.resolve_commit
+  monkeypatch.setattr(jobs, "resolve_commit",
+                      lambda commit, say, shipped=True: SHA if commit == "HEAD" and not shipped else resolve(commit, say))
 
 
 def dry_run(argv, capsys) -> str:
@@ -335,7 +343,7 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
     (["tpu", "logs", *SLICE, "--", "--workdir=x"], "takes no memjax.train arguments"),
     (["gpu", "slurm", "--run-dir=/r", f"--commit={SHA}", "--", "--config=c", "--workdir=rel/x"], "absolute path"),
     (["tpu", "run", *SLICE, "--accelerator=v4-8", "--commit=no-such-ref", *TRAIN], "not a commit"),
-    (["gpu", "node", f"--commit={SHA}", "--env=1X=2", "--", "--config=c", "--workdir=w"], "not a variable name"),
+    (["gpu", "node", "--env=1X=2", "--", "--config=c", "--workdir=w"], "not a variable name"),
     (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--extras=hf;x", *TRAIN], "--extras 'hf;x'"),
 ])
 def test_bad_input_is_refused_with_its_name(argv, message, capsys):
