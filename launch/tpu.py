@@ -184,15 +184,15 @@ echo $code > ../exit_code
 def start_script() -> str:
   return _script("Free the TPU, then start run.sh detached: it outlives this ssh session.", """\
 bash free_tpu.sh
-rm -f exit_code train.pid
+rm -f exit_code train.pid stop_requested
 setsid nohup bash run.sh >> run.log 2>&1 < /dev/null &
 echo "$(hostname): started, log in $(pwd)/run.log"
 """)
 
 
 def status_script() -> str:
-  return _script("One line: this worker's exit code, `running`, or `lost` (no process and no exit code).", """\
-if [ -f exit_code ]; then state=$(cat exit_code)
+  return _script("One line: this worker's exit code, `stopped` (by stop.sh), `running`, or `lost` (neither).", """\
+if [ -f exit_code ]; then state=$(cat exit_code); [ ! -f stop_requested ] || state=stopped
 elif [ -f train.pid ] && kill -0 "$(cat train.pid)" 2>/dev/null; then state=running
 else state=lost; fi
 echo "MEMJAX_STATUS $(hostname) $state"
@@ -202,6 +202,7 @@ echo "MEMJAX_STATUS $(hostname) $state"
 def stop_script() -> str:
   return _script("Stop this worker's run: SIGTERM (memjax checkpoints and exits 42); --force: SIGKILL, free the TPU.", """\
 pid=$(cat train.pid 2>/dev/null || true)
+touch stop_requested  # the launcher does not relaunch a stopped run
 if [ "${1:-}" = "--force" ]; then
   [ -z "$pid" ] || kill -9 "$pid" 2>/dev/null
   bash free_tpu.sh
@@ -243,8 +244,9 @@ def outcome(states: list[str]) -> int | None:
   """The run's exit code from the workers' states, or None while it runs.
 
   A worker that failed ends the run (the others would wait on it in a collective); an error that
-  is not a preemption wins over a preemption; `lost` counts as 255 (retryable)."""
-  codes = [255 if state == "lost" else int(state) for state in states if state != "running"]
+  is not a preemption wins over a preemption; `lost` counts as 255 (retryable), `stopped` as 42."""
+  named = {"lost": 255, "stopped": jobs.PREEMPTED}
+  codes = [named[state] if state in named else int(state) for state in states if state != "running"]
   failed = [code for code in codes if code]
   if not failed:
     return None if len(codes) < len(states) else 0
@@ -289,9 +291,9 @@ def create(s: Slice, runner: Runner, poll_s: float) -> None:
   wait_active(s, runner, poll_s, create_missing=False, created=True)
 
 
-def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner, extras: str = jobs.EXTRAS) -> int:
-  """Ships the commit and the scripts to every worker, installs once, checks versions; returns #workers."""
-  workers = len(runner.run(workers_command(s)).stdout.split())
+def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner, workers: int,
+            extras: str = jobs.EXTRAS) -> None:
+  """Ships the commit and the scripts to every worker, installs once, checks the versions agree."""
   runner.run(cmd("mkdir", "-p", s.staging))
   runner.run(jobs.archive(job.commit, f"{s.staging}/code.tar.gz"))
   for name, text in worker_scripts(s, job, jax_version, extras).items():
@@ -302,30 +304,36 @@ def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner, extras: s
   answer = runner.run(ssh_command(s, f"bash {s.home}/versions.sh", capture=True,
                                   dry_stdout="".join(f"MEMJAX_VERSIONS {same} w{i}\n" for i in range(workers))))
   runner.say(f"{workers} worker(s), all with {check_versions(answer.stdout, workers)}")
-  return workers
 
 
-def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, max_unreachable: int = 5) -> int:
+def statuses(s: Slice, runner: Runner, workers: int, dry_state: str) -> tuple[int, list[str]]:
+  """(ssh's exit code, each answering worker's state); a worker never set up answers `lost`."""
+  answer = runner.run(ssh_command(
+      s, f'bash {s.home}/status.sh 2>/dev/null || echo "MEMJAX_STATUS $(hostname) lost"', capture=True,
+      check=False, dry_stdout="".join(f"MEMJAX_STATUS w{i} {dry_state}\n" for i in range(workers))))
+  return answer.returncode, [fields[-1] for fields in tagged(answer.stdout, "MEMJAX_STATUS")]
+
+
+def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, max_unreachable: int = 5) -> tuple[int, bool]:
+  """Polls until the run ends: (its exit code, whether `tpu stop` ended it)."""
   unreachable = 0
   while True:
     runner.sleep(poll_s)
-    answer = runner.run(ssh_command(s, f"bash {s.home}/status.sh", capture=True, check=False,
-                                    dry_stdout="".join(f"MEMJAX_STATUS w{i} 0\n" for i in range(workers))))
-    states = [fields[-1] for fields in tagged(answer.stdout, "MEMJAX_STATUS")]
-    if answer.returncode or len(states) < workers:
+    returncode, states = statuses(s, runner, workers, dry_state="0")
+    if returncode or len(states) < workers:
       now = state(s, runner)
       if now != "ACTIVE":
         runner.say(f"slice {s.name} is {now or 'gone'}: preempted")
-        return 255
+        return 255, False
       unreachable += 1
       if unreachable > max_unreachable:
         runner.say(f"{workers - len(states)} worker(s) unreachable {unreachable} times in a row")
-        return 255
+        return 255, False
       continue
     unreachable = 0
     code = outcome(states)
     if code is not None:
-      return code
+      return code, "stopped" in states
 
 
 def run(s: Slice, job: jobs.Job, runner: Runner, *, retries: int = 0, poll_s: float = 60,
@@ -339,15 +347,26 @@ def run(s: Slice, job: jobs.Job, runner: Runner, *, retries: int = 0, poll_s: fl
   attempt = 0
   while True:
     wait_active(s, runner, poll_s, create_missing=True)
-    workers = install(s, job, jax_version, runner, extras)
-    runner.run(ssh_command(s, f"bash {s.home}/start.sh"))
+    workers = len(runner.run(workers_command(s)).stdout.split())
+    running = statuses(s, runner, workers, dry_state="lost")[1].count("running")
+    if running == workers:
+      runner.say(f"already running on all {workers} worker(s): waiting for it (`tpu stop` it to restart)")
+    else:
+      if running:
+        runner.say(f"a run is left on {running} of {workers} workers: stopping it")
+        runner.run(ssh_command(s, f"bash {s.home}/stop.sh --force"))
+      install(s, job, jax_version, runner, workers, extras)
+      runner.run(ssh_command(s, f"bash {s.home}/start.sh"))
     if detach:
-      runner.say(f"started; follow it with `python -m launch tpu logs --name={s.name} --zone={s.zone}`")
+      runner.say(f"follow it with `python -m launch tpu logs --name={s.name} --zone={s.zone}`")
       return 0
-    code = wait_exit(s, runner, workers, poll_s)
+    code, stopped = wait_exit(s, runner, workers, poll_s)
     if code == 0:
       runner.say("finished: every worker exited 0")
       return 0
+    if stopped:
+      runner.say(f"stopped with `tpu stop` (exit code {code}): not relaunched")
+      return code
     if not jobs.retryable(code) or attempt >= retries:
       runner.say(f"run failed with exit code {code}" + (f" after {attempt} relaunch(es)" if attempt else ""))
       if state(s, runner) == "ACTIVE":

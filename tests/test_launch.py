@@ -174,6 +174,8 @@ class FakeCloud:
     elif "start.sh" in text:
       self.current = list(self.runs.pop(0))
     elif "status.sh" in text:
+      if self.current is None:  # nothing started yet
+        return Result(0, "".join(f"MEMJAX_STATUS host{i} lost\n" for i in range(self.workers)))
       answer = self.current.pop(0) if len(self.current) > 1 else self.current[0]
       if answer == "unreachable":
         return Result(255, "")
@@ -235,6 +237,26 @@ def test_exit_42_relaunches_without_recreating_and_retries_run_out():
   assert cloud.ran("stop.sh --force") == 1
 
 
+def test_a_stopped_run_is_not_relaunched():
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("stopped", "stopped")]])
+  assert tpu.run(S, JOB, cloud, retries=3, poll_s=1) == 42
+  assert cloud.ran("start.sh") == 1 and any("not relaunched" in message for message in cloud.said)
+
+
+def test_a_running_job_is_attached_to_and_a_partial_one_replaced():
+  """Running `tpu run` again while the job runs waits for it; a job alive on some workers only is killed."""
+  cloud = FakeCloud(["ACTIVE"], runs=[])
+  cloud.current = [("running", "running"), ("running", "running"), ("0", "0")]
+  assert tpu.run(S, JOB, cloud, poll_s=1) == 0
+  assert cloud.ran("start.sh") == 0 and cloud.ran("setup.sh") == 0
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("0", "0")]])
+  cloud.current = [("running", "lost")]
+  assert tpu.run(S, JOB, cloud, poll_s=1) == 0
+  assert cloud.ran("stop.sh --force") == 1 and cloud.ran("start.sh") == 1
+  assert cloud.log.index(next(l for l in cloud.log if "stop.sh --force" in l)) < cloud.log.index(
+      next(l for l in cloud.log if "start.sh" in l and "--command" in l))
+
+
 def test_a_real_error_is_not_retried_and_stops_the_other_workers():
   cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("1", "running")]])
   assert tpu.run(S, JOB, cloud, retries=5, poll_s=1) == 1
@@ -258,6 +280,7 @@ def test_outcome():
   assert tpu.outcome(["42", "running"]) == 42
   assert tpu.outcome(["42", "1"]) == 1  # an error wins over a preemption
   assert tpu.outcome(["lost", "0"]) == 255
+  assert tpu.outcome(["stopped", "stopped"]) == 42
   assert [jobs.retryable(c) for c in (0, 1, 2, 42, 127, 137, 143, 255)] == [False, False, False, True, False, True, True, True]
 
 
@@ -307,7 +330,7 @@ def test_worker_run_stop_status_scripts(tmp_path):
   stop = subprocess.run(["bash", str(home / "stop.sh")], capture_output=True, text=True)
   assert "sent SIGTERM" in stop.stdout
   assert run.wait(timeout=20) == 0
-  assert status()[-1] == "42" and (home / "exit_code").read_text().strip() == "42"
+  assert status()[-1] == "stopped" and (home / "exit_code").read_text().strip() == "42"
   log = (home / "run.log").read_text()
   assert "args: -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1" in log
   assert "got TERM" in log and "exit 42" in log
