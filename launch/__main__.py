@@ -23,6 +23,21 @@ from launch import job as jobs
 from launch.runner import CommandError, DryRun, Runner, Shell
 
 
+def _at_least(low: float, kind=int):
+  def parse(text: str):
+    value = kind(text)
+    if value < low:
+      raise argparse.ArgumentTypeError(f"{value} is below {low}")
+    return value
+  return parse
+
+
+def _worker(text: str) -> str:
+  if text != "all" and not text.isdigit():
+    raise argparse.ArgumentTypeError(f"{text!r}: `all` or a worker index")
+  return text
+
+
 def _parser() -> argparse.ArgumentParser:
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("--dry-run", action="store_true", help="print the commands, execute nothing")
@@ -40,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
   capacity = shape.add_mutually_exclusive_group()
   capacity.add_argument("--spot", action="store_const", const="spot", dest="capacity", default="on-demand")
   capacity.add_argument("--reserved", action="store_const", const="reserved", dest="capacity")
-  shape.add_argument("--poll-seconds", type=float, default=60, help="how often to poll the slice and the run")
+  shape.add_argument("--poll-seconds", type=_at_least(1, float), default=60, help="how often to poll the slice and the run")
 
   parser = argparse.ArgumentParser(prog="python -m launch", description=__doc__.split("\n")[0],
                                    epilog="Arguments after `--` go to python -m memjax.train.")
@@ -50,13 +65,13 @@ def _parser() -> argparse.ArgumentParser:
   t.add_parser("create", parents=[common, where, shape], help="create a slice and wait until ACTIVE")
   p = t.add_parser("run", parents=[common, where, shape, code],
                    help="ship the commit, install, run on every worker, relaunch after preemption")
-  p.add_argument("--retries", type=int, default=0, help="relaunches after a preemption (exit 42, 128+)")
+  p.add_argument("--retries", type=_at_least(0), default=0, help="relaunches after a preemption (exit 42, 128+)")
   p.add_argument("--jax-version", default=jobs.JAX_VERSION, help="pinned jax[tpu] version")
   p.add_argument("--extras", default=jobs.EXTRAS, help="memjax extras to install (comma-separated, '' for none)")
   p.add_argument("--detach", action="store_true", help="start and return (no waiting, no retries)")
   p = t.add_parser("logs", parents=[common, where], help="each worker's run.log")
-  p.add_argument("--worker", default="all", help="all, or a worker index")
-  p.add_argument("--lines", type=int, default=100)
+  p.add_argument("--worker", default="all", type=_worker, help="all, or a worker index")
+  p.add_argument("--lines", type=_at_least(1), default=100)
   p.add_argument("--follow", action="store_true")
   p.add_argument("--out", help="copy every worker's full log to OUT/<worker>.log")
   p = t.add_parser("stop", parents=[common, where], help="SIGTERM the run (checkpoint, exit 42)")
@@ -71,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
   kube.add_argument("--zone")
   p = x.add_parser("run", parents=[common, kube, code], help="xpk workload create")
   p.add_argument("--tpu", required=True, help="v4-N, v5litepod-N (v5e-N), v5p-N or v6e-N")
-  p.add_argument("--num-slices", type=int, default=1)
-  p.add_argument("--max-restarts", type=int, default=0, help="JobSet restarts (on exit 42 and 128-255)")
+  p.add_argument("--num-slices", type=_at_least(1), default=1)
+  p.add_argument("--max-restarts", type=_at_least(0), default=0, help="JobSet restarts (on exit 42 and 128-255)")
   p.add_argument("--base-docker-image", default="python:3.12")
   p.add_argument("--jax-version", default=jobs.JAX_VERSION)
   p.add_argument("--extras", default=jobs.EXTRAS, help="memjax extras to install (comma-separated, '' for none)")
@@ -82,17 +97,17 @@ def _parser() -> argparse.ArgumentParser:
   p = g.add_parser("node", parents=[common, env], help="this node and checkout: one process with all its GPUs")
   p.add_argument("--gpus", help="CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default: all)")
   p.add_argument("--python", default="python3")
-  p.add_argument("--retries", type=int, default=0)
+  p.add_argument("--retries", type=_at_least(0), default=0, help="reruns after a preemption (exit 42, 128+)")
   p = g.add_parser("slurm", parents=[common, code], help="sbatch: one process per GPU on every node")
-  p.add_argument("--nodes", type=int, default=1)
-  p.add_argument("--gpus-per-node", type=int, default=8)
+  p.add_argument("--nodes", type=_at_least(1), default=1)
+  p.add_argument("--gpus-per-node", type=_at_least(1), default=8)
   p.add_argument("--run-dir", help="shared folder for code snapshot, script and logs (default runs/slurm/JOB)")
   p.add_argument("--job-name", default="memjax")
   p.add_argument("--partition")
   p.add_argument("--account")
   p.add_argument("--time", help="wall time, e.g. 04:00:00")
   p.add_argument("--python", default="python3", help="a Python with memjax's dependencies, on every node")
-  p.add_argument("--retries", type=int, default=0, help="requeues after a preemption exit (42)")
+  p.add_argument("--retries", type=_at_least(0), default=0, help="requeues after a preemption exit (42)")
   return parser
 
 
@@ -104,6 +119,7 @@ def _job(args, train_args, runner: Runner) -> jobs.Job:
 
 
 def _slice(args) -> tpu.Slice:
+  """logs / stop / delete take no accelerator: nothing they do depends on it."""
   return tpu.Slice(args.name, args.zone, getattr(args, "accelerator", None) or "v4-8", args.project,
                    getattr(args, "capacity", "on-demand"), getattr(args, "runtime_version", None))
 
@@ -118,8 +134,6 @@ def dispatch(args, train_args, runner: Runner) -> int:
     if args.action == "create":
       tpu.create(s, runner, args.poll_seconds)
     elif args.action == "run":
-      if args.retries < 0:
-        raise ValueError("--retries must be >= 0")
       return tpu.run(s, _job(args, train_args, runner), runner, retries=args.retries, poll_s=args.poll_seconds,
                      jax_version=args.jax_version, extras=args.extras, detach=args.detach)
     elif args.action == "logs":
@@ -136,8 +150,6 @@ def dispatch(args, train_args, runner: Runner) -> int:
     else:
       xpk.delete(xpk.Workload(args.cluster, args.workload, "v4-8", project=args.project, zone=args.zone), runner)
   elif args.action == "node":
-    if args.retries < 0:
-      raise ValueError("--retries must be >= 0")
     return gpu.run_node(_job(args, train_args, runner), runner, args.python, args.gpus, args.retries)
   else:
     run_dir = os.path.abspath(args.run_dir or os.path.join("runs", "slurm", args.job_name))

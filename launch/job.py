@@ -94,6 +94,13 @@ def resolve_commit(commit: str, say=print, shipped: bool = True) -> str:
   return done.stdout.strip()
 
 
+def jax_tpu(version: str) -> str:
+  """The pinned requirement every TPU worker installs."""
+  if not re.fullmatch(r"[0-9]+(\.[0-9]+)*([a-z0-9.]*)", version):
+    raise ValueError(f"--jax-version {version!r}: a version such as {JAX_VERSION}")
+  return f"jax[tpu]=={version}"
+
+
 def package(path: str, extras: str) -> str:
   """pip's spec for memjax at `path` with `extras` (comma-separated; empty for none)."""
   if not re.fullmatch(r"[a-z0-9_-]*(,[a-z0-9_-]+)*", extras):

@@ -134,7 +134,7 @@ fi
 if [ ! -f {marker} ]; then
   python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
   [ -x venv/bin/python ] || ~/.local/bin/uv venv --python 3.12 venv
-  ~/.local/bin/uv pip install --python venv/bin/python "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} "{jobs.package('./code', extras)}"
+  ~/.local/bin/uv pip install --python venv/bin/python "{jobs.jax_tpu(jax_version)}" -f {LIBTPU_RELEASES} "{jobs.package('./code', extras)}"
   touch {marker}
 fi
 echo "$(hostname): memjax {commit[:12]} installed"
@@ -342,7 +342,7 @@ def run(s: Slice, job: jobs.Job, runner: Runner, *, retries: int = 0, poll_s: fl
   if not job.workdir.startswith("gs://"):
     raise ValueError(f"--workdir={job.workdir}: a TPU run needs a gs:// workdir that every worker "
                      "shares and that outlives the VMs")
-  jobs.package("./code", extras)  # refuses bad extras before anything runs
+  jobs.package("./code", extras), jobs.jax_tpu(jax_version)  # refuse bad values before anything runs
   runner.say(f"commit {job.commit}")
   attempt = 0
   while True:

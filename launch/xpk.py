@@ -43,7 +43,7 @@ def _where(w: Workload) -> list[str]:
 
 def container_command(w: Workload, job: jobs.Job, jax_version: str, extras: str = jobs.EXTRAS) -> str:
   train = shlex.join(job.command("python3"))
-  install = f'python3 -m pip install "jax[tpu]=={jax_version}" -f {LIBTPU_RELEASES} "{jobs.package(".", extras)}"'
+  install = f'python3 -m pip install "{jobs.jax_tpu(jax_version)}" -f {LIBTPU_RELEASES} "{jobs.package(".", extras)}"'
   return f"{install} && {train}"
 
 

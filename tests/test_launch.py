@@ -368,11 +368,25 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
     (["tpu", "run", *SLICE, "--accelerator=v4-8", "--commit=no-such-ref", *TRAIN], "not a commit"),
     (["gpu", "node", "--env=1X=2", "--", "--config=c", "--workdir=w"], "not a variable name"),
     (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--extras=hf;x", *TRAIN], "--extras 'hf;x'"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", f"--commit={SHA}", "--jax-version=1;x", *TRAIN],
+     "--jax-version '1;x'"),
 ])
 def test_bad_input_is_refused_with_its_name(argv, message, capsys):
   assert cli.main(with_dry_run(argv)) == 2
   err = capsys.readouterr().err
   assert message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--retries=-1"], "--retries: -1 is below 0"),
+    (["tpu", "logs", *SLICE, "--worker=x"], "--worker: 'x'"),
+    (["gpu", "slurm", "--nodes=0"], "--nodes: 0 is below 1"),
+    (["tpu", "create", *SLICE, "--accelerator=v4-8", "--spot", "--reserved"], "not allowed with"),
+])
+def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(with_dry_run(argv))
+  assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_launch_runs_without_jax():
