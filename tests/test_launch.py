@@ -397,3 +397,82 @@ def test_launch_runs_without_jax():
   help_text = subprocess.run([sys.executable, "-m", "launch", "tpu", "run", "--help"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
   assert "--retries" in help_text and "--dry-run" in help_text
+
+
+# --- the whole TPU path through the real Shell runner, against a fake gcloud on this machine ---------
+
+FAKE_GCLOUD = '''#!PYTHON -S
+"""gcloud stand-in: a slice of FAKE_TPU_WORKERS workers, each a folder FAKE_TPU_ROOT/wN acting as its home."""
+import os, shutil, subprocess, sys
+args, root = sys.argv[1:], os.environ["FAKE_TPU_ROOT"]
+homes = [os.path.join(root, f"w{i}") for i in range(int(os.environ["FAKE_TPU_WORKERS"]))]
+with open(os.path.join(root, "gcloud.log"), "a") as log:
+  log.write(" ".join(args) + "\\n")
+value = lambda name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
+if args[2:4] == ["queued-resources", "describe"]:
+  print("ACTIVE")
+elif args[2:4] == ["tpu-vm", "describe"]:
+  print("\\n".join(f"10.0.0.{i}" for i in range(len(homes))))
+elif args[2:4] == ["tpu-vm", "scp"]:
+  src = args[args.index("--recurse") + 1]
+  for home in homes:
+    shutil.copytree(src, os.path.join(home, os.path.basename(src)), dirs_exist_ok=True)
+elif args[2:4] == ["tpu-vm", "ssh"]:
+  worker, out, code = value("worker"), next((a.split("=", 1)[1] for a in args if a.startswith("--output-directory=")), None), 0
+  for i, home in enumerate(homes):
+    if worker not in ("all", str(i)):
+      continue
+    done = subprocess.run(["bash", "-c", value("command")], cwd=home, capture_output=True, text=True,
+                          env=dict(os.environ, HOME=home, HOSTNAME=f"w{i}"))
+    if out:
+      open(os.path.join(out, f"{i}.log"), "w").write(done.stdout)
+    else:
+      sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    code = max(code, done.returncode)
+  sys.exit(code)
+'''
+
+FAKE_PYTHON = '''#!/bin/bash
+# venv/bin/python stand-in: versions.sh gets the real Python; memjax.train is preempted (42) on its first start.
+if [ "$1" = "-" ]; then exec PYTHON -; fi
+n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
+echo "train $* distributed=$MEMJAX_DISTRIBUTED commit=$MEMJAX_COMMIT attempt=$((n + 1))"
+[ "$n" -gt 0 ]  || exit 42
+'''
+
+
+def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
+  """Real runner, real git archive and worker scripts on 2 fake workers: preempted (42), relaunched, done."""
+  from launch.runner import Shell
+  monkeypatch.chdir(ROOT)
+  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
+  _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
+  s = tpu.Slice(f"it-{os.getpid()}", "fake-zone", "v4-16")
+  for i in range(2):  # installed already: setup.sh only extracts the shipped commit
+    venv = tmp_path / "workers" / f"w{i}" / s.home / "venv"
+    (venv / "bin").mkdir(parents=True)
+    _executable(venv / "bin" / "python", FAKE_PYTHON.replace("PYTHON", sys.executable))
+    (venv / f"installed-{commit[:12]}-jax-0.10.2-hf").touch()
+  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+  monkeypatch.setenv("FAKE_TPU_ROOT", str(tmp_path / "workers"))
+  monkeypatch.setenv("FAKE_TPU_WORKERS", "2")
+  job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), commit)
+  try:
+    assert tpu.run(s, job, Shell(), retries=1, poll_s=0.2) == 0
+    tpu.logs(s, Shell(), out=str(tmp_path / "logs"))
+  finally:
+    subprocess.run(["rm", "-rf", s.staging])
+  for i in range(2):
+    home = tmp_path / "workers" / f"w{i}" / s.home
+    assert (home / "code" / "COMMIT").read_text().strip() == commit
+    assert (home / "code" / "memjax" / "train.py").exists()  # the archive of the commit, extracted
+    assert (home / "attempts").read_text().strip() == "2" and (home / "exit_code").read_text().strip() == "0"
+    log = (tmp_path / "logs" / f"{i}.log").read_text()
+    assert f"train -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1 commit={commit}" in log
+    assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
+  calls = (tmp_path / "workers" / "gcloud.log").read_text()
+  assert calls.count("start.sh") == 2 and calls.count("queued-resources create") == 0
