@@ -186,6 +186,7 @@ def start_script() -> str:
 bash free_tpu.sh
 rm -f exit_code train.pid stop_requested
 setsid nohup bash run.sh >> run.log 2>&1 < /dev/null &
+for _ in $(seq 100); do [ -f train.pid ] && break; sleep 0.1; done  # status.sh now sees it running
 echo "$(hostname): started, log in $(pwd)/run.log"
 """)
 
