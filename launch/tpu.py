@@ -245,9 +245,9 @@ def outcome(states: list[str]) -> int | None:
   """The run's exit code from the workers' states, or None while it runs.
 
   A worker that failed ends the run (the others would wait on it in a collective); an error that
-  is not a preemption wins over a preemption; `lost` counts as 255 (retryable), `stopped` as 42."""
-  named = {"lost": 255, "stopped": jobs.PREEMPTED}
-  codes = [named[state] if state in named else int(state) for state in states if state != "running"]
+  is not a preemption wins over a preemption; `stopped` counts as 42, `lost` or garbage as 255."""
+  codes = [jobs.PREEMPTED if state == "stopped" else int(state) if state.isdigit() else 255
+           for state in states if state != "running"]
   failed = [code for code in codes if code]
   if not failed:
     return None if len(codes) < len(states) else 0

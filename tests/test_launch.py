@@ -279,7 +279,7 @@ def test_outcome():
   assert tpu.outcome(["0", "0"]) == 0
   assert tpu.outcome(["42", "running"]) == 42
   assert tpu.outcome(["42", "1"]) == 1  # an error wins over a preemption
-  assert tpu.outcome(["lost", "0"]) == 255
+  assert tpu.outcome(["lost", "0"]) == 255 and tpu.outcome(["", "0"]) == 255
   assert tpu.outcome(["stopped", "stopped"]) == 42
   assert [jobs.retryable(c) for c in (0, 1, 2, 42, 127, 137, 143, 255)] == [False, False, False, True, False, True, True, True]
 
