@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
     print(f"launch: error: {error}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("launch: interrupted; a started run keeps going on its workers (`tpu logs`, `tpu stop`)", file=sys.stderr)
+    print("launch: interrupted (a job started by `tpu run` keeps going on its workers: `tpu logs`, `tpu stop`)",
+          file=sys.stderr)
     return 130
 
 
