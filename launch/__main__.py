@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   split = argv.index("--") if "--" in argv else len(argv)
   args = _parser().parse_args(argv[:split])
+  if "--dry-run" in argv[split + 1:]:  # memjax.train has no such flag: the user meant the launcher's
+    print("launch: error: --dry-run goes before `--` (after it, arguments belong to memjax.train)", file=sys.stderr)
+    return 2
   runner = runner or (DryRun() if args.dry_run else Shell())
   if args.dry_run:
     runner.say("dry run: the commands in order, executed nowhere; queries are answered as if all succeeded")

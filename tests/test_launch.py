@@ -383,6 +383,15 @@ def test_bad_input_is_refused_with_its_name(argv, message, capsys):
     (["gpu", "slurm", "--nodes=0"], "--nodes: 0 is below 1"),
     (["tpu", "create", *SLICE, "--accelerator=v4-8", "--spot", "--reserved"], "not allowed with"),
 ])
+def test_a_dry_run_flag_after_the_separator_runs_nothing(capsys):
+  class Refuse:
+    def run(self, command):
+      raise AssertionError(f"ran {command}")
+  assert cli.main(["tpu", "delete", *SLICE, "--", "--dry-run"], runner=Refuse()) == 2
+  assert cli.main(["tpu", "run", *SLICE, "--accelerator=v4-8", *TRAIN, "--dry-run"], runner=Refuse()) == 2
+  assert "--dry-run goes before `--`" in capsys.readouterr().err
+
+
 def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
     cli.main(with_dry_run(argv))
