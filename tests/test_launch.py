@@ -377,12 +377,6 @@ def test_bad_input_is_refused_with_its_name(argv, message, capsys):
   assert message in err, err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--retries=-1"], "--retries: -1 is below 0"),
-    (["tpu", "logs", *SLICE, "--worker=x"], "--worker: 'x'"),
-    (["gpu", "slurm", "--nodes=0"], "--nodes: 0 is below 1"),
-    (["tpu", "create", *SLICE, "--accelerator=v4-8", "--spot", "--reserved"], "not allowed with"),
-])
 def test_a_dry_run_flag_after_the_separator_runs_nothing(capsys):
   class Refuse:
     def run(self, command):
@@ -392,6 +386,12 @@ def test_a_dry_run_flag_after_the_separator_runs_nothing(capsys):
   assert "--dry-run goes before `--`" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--retries=-1"], "--retries: -1 is below 0"),
+    (["tpu", "logs", *SLICE, "--worker=x"], "--worker: 'x'"),
+    (["gpu", "slurm", "--nodes=0"], "--nodes: 0 is below 1"),
+    (["tpu", "create", *SLICE, "--accelerator=v4-8", "--spot", "--reserved"], "not allowed with"),
+])
 def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
     cli.main(with_dry_run(argv))
