@@ -22,9 +22,10 @@ from memjax import data as data_lib
 from memjax import models, objectives
 from memjax.metrics import information
 from memjax.objectives import curriculum
-from memjax.training import checkpoint, encoders, optim, sharding, steps
+from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, sharding, steps,
+                             validation)
 from memjax.training.state import TrainState, split_frozen, split_model
-from memjax.training.writers import MetricWriter
+from memjax.training.writers import MetricWriter, drop_after
 
 RESULTS_JSON = "results.json"
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -127,6 +128,7 @@ class Trainer:
   """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
 
   def __init__(self, cfg: ml_collections.ConfigDict):
+    validation.check(cfg)
     self.cfg = cfg
     # Data and mesh.
     self.data = data_lib.prepare(cfg.data)
@@ -135,9 +137,10 @@ class Trainer:
     if cfg.train.batch_size % batch_shards:
       raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
                        f"{batch_shards} data x fsdp shards of the mesh")
+    self.rows = sharding.process_rows(self.mesh, cfg.train.batch_size)  # this process's share
     self.train_batches = iter(data_lib.batches(
         self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
-        process_index=jax.process_index(), process_count=jax.process_count()))
+        rows=self.rows))
     # Objectives and optimizer.
     self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
     special = self.data.special
@@ -187,7 +190,7 @@ class Trainer:
         step = steps.make_eval_step(self.graphdef, objective, self.compute_dtype)
         self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
-                                 process_index=jax.process_index(), process_count=jax.process_count())
+                                 rows=self.rows)
       metrics = [jax.device_get(self._eval_steps[name](state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
@@ -222,12 +225,22 @@ class Run:
       (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
       (self.workdir / encoders.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
 
+  def _report_memory(self, step: steps.TrainStep, batch: dict[str, jax.Array]) -> None:
+    if jax.process_index() == 0:  # the compilation is reused by the step's first call
+      print(memory_report.report(self.state, self.trainer.shardings, self.trainer.mesh,
+                                 step.lower(self.state, batch).compile()), flush=True)
+
   def train(self, until: int | None = None) -> dict[str, Any]:
-    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would)."""
+    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would).
+
+    On SIGTERM (see memjax/training/preemption.py) it saves a checkpoint and raises `Preempted`.
+    """
     cfg, trainer = self.cfg, self.trainer
-    self._write_run_files()
-    writer = MetricWriter(self.workdir)
     start, total = int(self.state.step), cfg.train.steps
+    self._write_run_files()
+    drop_after(self.workdir, start)  # records of steps this run will train again
+    writer = MetricWriter(self.workdir)
+    watch = preemption.Watch(self.checkpoints)
     stop = total if until is None else min(until, total)
     tokens_per_step = cfg.train.batch_size * cfg.data.n_ctx
     progress = tqdm(total=total, initial=start, desc=f"{cfg.task} {self.workdir.name}", unit="step",
@@ -236,7 +249,10 @@ class Run:
     try:
       for step in range(start, stop):
         stage = curriculum.stage_at(trainer.stages, step)
-        self.state, metrics = trainer.train_step(stage.objective)(self.state, trainer.next_batch())
+        train_step, batch = trainer.train_step(stage.objective), trainer.next_batch()
+        if step == start:
+          self._report_memory(train_step, batch)
+        self.state, metrics = train_step(self.state, batch)
         done = step + 1
         progress.update(1)
         if done % cfg.train.log_every == 0 or done == total:
@@ -252,13 +268,17 @@ class Run:
         if done % cfg.train.eval_every == 0 or done == total:
           eval_metrics = trainer.evaluate(self.state)
           writer.write(done, "eval", eval_metrics)
+        preempted = watch.reached(done)
         checkpoint.save(self.checkpoints, done, self.state.to_dict(), trainer.train_batches,
-                        force=done == stop)
-    except KeyboardInterrupt:
+                        force=done == stop or preempted)
+        if preempted and done < stop:
+          raise preemption.Preempted(done)
+    except KeyboardInterrupt:  # one process (a multi-process run turns Ctrl-C into a preemption)
       checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
                       trainer.train_batches, force=True)
       raise
     finally:
+      watch.close()
       self.checkpoints.wait_until_finished()
       progress.close()
       writer.close()
