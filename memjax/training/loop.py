@@ -127,12 +127,12 @@ def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token
 class Trainer:
   """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict):
+  def __init__(self, cfg: ml_collections.ConfigDict, devices: list[jax.Device] | None = None):
     validation.check(cfg)
     self.cfg = cfg
-    # Data and mesh.
+    # Data and mesh (over `devices`, by default all of them).
     self.data = data_lib.prepare(cfg.data)
-    self.mesh = sharding.make_mesh(cfg.mesh)
+    self.mesh = sharding.make_mesh(cfg.mesh, devices)
     batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
     if cfg.train.batch_size % batch_shards:
       raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "

@@ -16,8 +16,16 @@ import numpy as np
 
 from memjax.training.sharding import path_name
 
-MiB = 2**20
 LARGE = 2**14  # elements: parameters at least this big should not be replicated under fsdp
+
+
+def size(n_bytes: float) -> str:
+  """'812 B', '41.3 KiB', '1.2 GiB'."""
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if n_bytes < 1024 or unit == "GiB":
+      return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+    n_bytes /= 1024
+  raise AssertionError("unreachable")
 
 
 def device_bytes(tree: Any) -> int:
@@ -30,13 +38,17 @@ def device_bytes(tree: Any) -> int:
   return total
 
 
-def replicated_large(params: Any, shardings: Any, mesh_axis: str = "fsdp", min_size: int = LARGE) -> list[str]:
-  """Paths of parameters of at least `min_size` elements not split over `mesh_axis`."""
+def replicated_large(params: Any, shardings: Any, mesh: jax.sharding.Mesh, axis: str = "fsdp",
+                     min_size: int = LARGE) -> list[str]:
+  """Parameters of at least `min_size` elements that mesh `axis` could split (it divides one of their
+  dimensions) but that are not split over it: each device holds all of them."""
+  n = mesh.shape[axis]
   found = []
   for (path, x), sharding in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(shardings)):
     axes = {a for entry in sharding.spec if entry for a in ((entry,) if isinstance(entry, str) else entry)}
-    if math.prod(np.shape(x)) >= min_size and mesh_axis not in axes:
-      found.append(f"{path_name(path)} {tuple(np.shape(x))}")
+    shape = tuple(np.shape(x))
+    if math.prod(shape) >= min_size and axis not in axes and any(d % n == 0 for d in shape):
+      found.append(f"{path_name(path)} {shape}")
   return found
 
 
@@ -53,16 +65,16 @@ def step_bytes(compiled: Any) -> dict[str, int]:
 def report(state: Any, shardings: Any, mesh: jax.sharding.Mesh, compiled: Any = None) -> str:
   """One paragraph: what each device holds, and the step's peak estimate."""
   parts = {"parameters": state.params, "optimizer state": state.opt_state, "frozen": state.frozen}
-  held = ", ".join(f"{name} {device_bytes(tree) / MiB:.1f} MiB" for name, tree in parts.items()
+  held = ", ".join(f"{name} {size(device_bytes(tree))}" for name, tree in parts.items()
                    if jax.tree.leaves(tree))
   lines = [f"memory per device ({dict(mesh.shape)}): {held}"]
   step = step_bytes(compiled) if compiled is not None else {}
   if step:
     peak = step["arguments"] + step["outputs"] - step["aliased"] + step["temporaries"]
-    lines.append("  train step: " + ", ".join(f"{k} {v / MiB:.1f} MiB" for k, v in step.items())
-                 + f"; peak about {peak / MiB:.1f} MiB")
+    lines.append("  train step: " + ", ".join(f"{k} {size(v)}" for k, v in step.items())
+                 + f"; peak about {size(peak)}")
   if mesh.shape["fsdp"] > 1:
-    replicated = replicated_large(state.params, shardings.params)
+    replicated = replicated_large(state.params, shardings.params, mesh)
     if replicated:
-      lines.append("  replicated on every device although the mesh has fsdp: " + ", ".join(replicated))
+      lines.append("  replicated on every device although fsdp could split them: " + ", ".join(replicated))
   return "\n".join(lines)

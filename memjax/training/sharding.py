@@ -30,7 +30,7 @@ PARAM_RULES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"mlp/down/kernel$", ("tensor", "fsdp")),
     (r"mix/proj/kernel$", ("fsdp", "tensor")),
     (r"mix/out/kernel$", ("tensor", "fsdp")),
-    (r"mix/weight$", (None, "tensor", None)),  # [heads, kernel, T_out, T_in]: split output rows
+    (r"mix/weight$", (None, "tensor", "fsdp")),  # [heads, kernel, T_out, T_in]
     (r"(bridge/(down|up)|unroll/proj)/kernel$", ("fsdp", "tensor")),
 )
 
