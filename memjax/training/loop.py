@@ -273,9 +273,10 @@ class Run:
                         force=done == stop or preempted)
         if preempted and done < stop:
           raise preemption.Preempted(done)
-    except KeyboardInterrupt:  # one process (a multi-process run turns Ctrl-C into a preemption)
-      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
-                      trainer.train_batches, force=True)
+    except KeyboardInterrupt:  # a multi-process run turns Ctrl-C into a preemption (preemption.py)
+      if jax.process_count() == 1:  # a save on one process alone would wait for the others
+        checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
+                        trainer.train_batches, force=True)
       raise
     finally:
       watch.close()
