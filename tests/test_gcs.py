@@ -25,6 +25,7 @@ import pytest
 from etils import epath
 
 from memjax import fs, models
+from memjax.data import tokenizer as tokenizers
 from memjax.training import checkpoint, encoders, loop
 from memjax.training.writers import read_metrics
 
@@ -83,6 +84,24 @@ def test_append_and_whole_file_writes_in_a_bucket(gcs):
   assert target.read_text() == "one\ntwo\nthree\n"
   fs.write_text("gs://bucket/files/config.json", '{"a": 1}')
   assert json.loads(fs.path("gs://bucket/files/config.json").read_text()) == {"a": 1}
+  bpe = tokenizers.train_bpe(["some words to learn a tokenizer from"] * 4, 270)
+  fs.write_text("gs://bucket/files/tokenizer.json", bpe.to_str())
+  assert tokenizers.load("gs://bucket/files/tokenizer.json", 270).to_str() == bpe.to_str()
+
+
+def test_local_files_and_a_missing_gcsfs(tmp_path, monkeypatch):
+  log = fs.AppendFile(tmp_path / "new" / "log.jsonl")  # creates its folder, as the workdir's files need
+  log.write("one\n")
+  assert (tmp_path / "new" / "log.jsonl").read_text() == "one\n"
+  log.close()
+  fs.write_text(tmp_path / "config.json", "{}")
+  assert sorted(os.listdir(tmp_path)) == ["config.json", "new"]  # no partial file left behind
+  assert str(fs.path("relative/run")) == os.path.join(os.getcwd(), "relative/run")
+  import importlib.util
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "gcsfs" else find_spec(name))
+  with pytest.raises(ImportError, match=r"memjax\[gcs\]"):
+    fs.path("gs://bucket/run")
 
 
 def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_path, monkeypatch):
