@@ -19,7 +19,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from memjax import data as data_lib
-from memjax import models, objectives
+from memjax import fs, models, objectives
 from memjax.metrics import information
 from memjax.objectives import curriculum
 from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, sharding, steps,
@@ -204,7 +204,7 @@ class Run:
 
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
     self.cfg = cfg
-    self.workdir = epath.Path(workdir)
+    self.workdir = fs.path(workdir)
     check_workdir(self.workdir, cfg)
     self.trainer = trainer = Trainer(cfg)
     self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
