@@ -10,7 +10,8 @@ Views (data batch {'tokens', 'mask', 'rng'} -> what the model sees): `language_m
 `blank_copy`. Loss terms ((outputs, view) -> (scalar, metrics)): `next_token_loss`,
 `reconstruction_loss`; composition: `compose`, `Term`, `on_view`, `ComposedLoss`.
 Metrics: `token_cross_entropy`, `token_accuracy`, `entropy_proportion`, `uniform_logit_entropy`,
-`bits_per_byte`, `fraction_recovered`. Models: `encoder_embedding`.
+`bits_per_byte`, `fraction_recovered`. Models: `encoder_embedding`; `StackConfig`, what a user's
+block class receives when a config names it as a tower family (`model.family='pkg.mod:Block'`).
 
 Why `fit` and not `train`: `memjax.train` is the command-line module (`python -m memjax.train`);
 a function of the same name would be shadowed by (or shadow) that module. This module imports jax,
@@ -31,6 +32,7 @@ from memjax.data import SpecialIds
 from memjax.metrics.information import (bits_per_byte, entropy_proportion, fraction_recovered,
                                         token_accuracy, token_cross_entropy, uniform_logit_entropy)
 from memjax.models.bridge import embedding_at
+from memjax.models.config import StackConfig
 from memjax.objectives import Forward, Objective, View, call_model
 from memjax.objectives import lookup as _lookup
 from memjax.objectives.terms import (Batch, ComposedLoss, LossTerm, Metrics, Term, Weight, compose,
@@ -42,7 +44,7 @@ Objectives = Union[None, Objective, Sequence[Objective], Mapping[str, Any]]
 
 __all__ = [
     "Batch", "ComposedLoss", "Forward", "LossTerm", "Metrics", "Objective", "Objectives", "Run",
-    "SpecialIds", "Term", "View", "Weight", "bits_per_byte", "blank_copy", "builtin_objective",
+    "SpecialIds", "StackConfig", "Term", "View", "Weight", "bits_per_byte", "blank_copy", "builtin_objective",
     "call_model", "compose", "copy", "encoder_embedding", "entropy_proportion", "fit",
     "fraction_recovered", "language_modelling", "load_config", "next_token_loss", "on_view", "probe",
     "reconstruction_loss", "token_accuracy", "token_cross_entropy", "uniform_logit_entropy",

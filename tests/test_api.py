@@ -151,3 +151,47 @@ def test_encoder_embedding_is_the_probed_embedding():
   no_memory = models.build_model(load_config("memory.py:tiny,kind=none"), nnx.Rngs(0))
   with pytest.raises(ValueError, match="has no encoder"):
     mj.encoder_embedding(no_memory, tokens)
+
+
+def test_stages_restart_like_chained_runs_and_resume_across_the_boundary(tiny, tmp_path):
+  cfg = tiny("memory.py:tiny,stages=blank_copy:4,copy", steps=8, log_every=1, eval_every=100,
+             checkpoint_every=100, warmup_steps=2)
+  cfg.objective.restart_stages = True
+  mj.fit(cfg, str(tmp_path / "straight"))
+  lr = cfg.train.lr  # each stage: warmup over 2 steps, linear decay to 0 at its own end
+  assert [r["lr"] for r in read_metrics(tmp_path / "straight", "train")] == pytest.approx(
+      [0.0, lr / 2, lr, lr / 2] * 2)
+  state = final_state(tmp_path / "straight")
+  counts = [int(np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(state["opt_state"])
+            if "count" in jax.tree_util.keystr(path)]
+  assert counts and set(counts) == {4}  # a fresh AdamW state at step 4 (8 without restarts)
+  for until in (3, 4):  # stopped inside the first stage and exactly at the boundary
+    first = mj.Run(cfg, str(tmp_path / f"resumed{until}"))
+    first.train(until=until)
+    first.close()
+    mj.fit(cfg, str(tmp_path / f"resumed{until}"))
+    assert_same_params(state, final_state(tmp_path / f"resumed{until}"))
+  short = tiny("memory.py:tiny,stages=blank_copy:2,copy", steps=8, warmup_steps=2)
+  short.objective.restart_stages = True
+  with pytest.raises(ValueError, match="length of a curriculum stage=2"):
+    mj.fit(short, str(tmp_path / "short"))
+
+
+def test_a_tower_family_by_import_path(tiny, tmp_path, changed_positions):
+  from flax import nnx
+
+  from memjax import models
+
+  cfg = tiny("clm.py:tiny", steps=6, log_every=3)
+  cfg.model.family = "user_objectives:CausalMeanBlock"
+  model = models.build_model(cfg, nnx.Rngs(0))
+  tokens = jax.random.randint(jax.random.key(0), (2, cfg.data.n_ctx), 0, cfg.data.vocab_size)
+  assert changed_positions(model, tokens, 5, cfg.data.vocab_size).tolist() == [t >= 5 for t in range(32)]
+  results = mj.fit(cfg, str(tmp_path), objectives=None)
+  losses = [r["loss"] for r in read_metrics(tmp_path, "train")]
+  assert np.isfinite(results["eval"]["clm/loss"]) and losses[-1] < losses[0]
+  for family, match in (("user_objectives:nothing", "no attribute 'nothing'"),
+                        ("user_objectives:z_loss", "not an nnx.Module class"), ("lstm", "must be one of")):
+    cfg.model.family = family
+    with pytest.raises(ValueError, match=match):
+      models.build_model(cfg, nnx.Rngs(0))

@@ -4,6 +4,7 @@ or handed to `memjax.api.fit`. Built only from the public API."""
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
 from memjax import api as mj
 
@@ -45,3 +46,15 @@ NOT_AN_OBJECTIVE = 42
 
 def returns_a_string(cfg, special):
   return "clm"
+
+
+class CausalMeanBlock(nnx.Module):
+  """A user's model block (a tower family by import path): x + MLP(running mean of x), causal."""
+
+  def __init__(self, cfg: mj.StackConfig, *, rngs: nnx.Rngs):
+    self.up = nnx.Linear(cfg.d_model, cfg.hidden_dim, rngs=rngs)
+    self.down = nnx.Linear(cfg.hidden_dim, cfg.d_model, rngs=rngs)
+
+  def __call__(self, x_BxTxD):
+    mean_BxTxD = jnp.cumsum(x_BxTxD, axis=1) / jnp.arange(1, x_BxTxD.shape[1] + 1)[:, None]
+    return x_BxTxD + self.down(jax.nn.gelu(self.up(mean_BxTxD)))

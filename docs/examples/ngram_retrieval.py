@@ -95,13 +95,15 @@ def retrieval_copy(cfg, special: mj.SpecialIds) -> mj.Objective:
 
 
 def config(scale: str = "tiny"):
-  """A memory model trained on CLM + retrieval: `tiny` (tests, a minute) or `cpu` (minutes)."""
+  """A mixer memory model trained on CLM + retrieval: `tiny` (tests, 100 steps) or `cpu` (the
+  `small` preset, 2000 steps). At tiny scale 150 steps reached 55 % held-out retrieval accuracy
+  against a chance of 3 % (32 documents per batch)."""
   configs = pathlib.Path(__file__).resolve().parents[2] / "configs"
   cfg = mj.load_config(configs / "memory.py", {"tiny": "tiny", "cpu": "small"}[scale] + ",family=mixer")
   cfg.objective.stages = "ngram_retrieval:retrieval"
   if scale == "tiny":
-    cfg.train.update(steps=150, lr=3e-3, warmup_steps=10, log_every=25, eval_every=150,
-                     checkpoint_every=150, eval_batches=4)
+    cfg.train.update(steps=100, lr=3e-3, warmup_steps=10, log_every=25, eval_every=100,
+                     checkpoint_every=100, eval_batches=4)
   return cfg
 
 
