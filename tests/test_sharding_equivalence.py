@@ -94,7 +94,7 @@ def test_a_replicated_large_parameter_is_named():
 
 def test_the_run_prints_its_memory_per_device(data_cache):
   cfg = config("clm.py:tiny", MESHES["fsdp=8"])
-  initial = jax.device_get(loop.Trainer(config("clm.py:tiny", ONE_DEVICE), jax.devices()[:1]).init_state())
+  initial = jax.device_get(loop.Trainer(config("clm.py:tiny", ONE_DEVICE), devices=jax.devices()[:1]).init_state())
   _, state, trainer = train(cfg, jax.devices(), initial)
   compiled = trainer.train_step("clm").lower(state, trainer.next_batch()).compile()
   text = memory_report.report(state, trainer.shardings, trainer.mesh, compiled)

@@ -1,4 +1,4 @@
-"""Metric writers: JSON lines and TensorBoard events in the workdir (process 0 only)."""
+"""Metric writers: JSON lines and TensorBoard events in the workdir (process 0 only), local or gs://."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Mapping
 import jax
 from tensorboardX import SummaryWriter
 
+from memjax import fs
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -19,7 +21,8 @@ class MetricWriter:
   def __init__(self, workdir: pathlib.Path):
     self.enabled = jax.process_index() == 0
     if self.enabled:
-      self._jsonl = (workdir / METRICS_FILE).open("a")
+      fs.register_tensorboard()
+      self._jsonl = fs.AppendFile(workdir / METRICS_FILE)
       self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
 
   def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
