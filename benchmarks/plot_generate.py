@@ -33,11 +33,11 @@ def main() -> None:
     contexts = sorted(c for m, c in runs if m == model)
     if not contexts:
       continue
-    ms = [statistics.median(r["decode_ms_per_token"] for r in runs[model, c]) for c in contexts]
+    ms = [statistics.median(r["decode_cpu_ms_per_token"] for r in runs[model, c]) for c in contexts]
     kv = [runs[model, c][0]["kv_cache_bytes"] / 2**20 for c in contexts]
     latency.plot(contexts, ms, "o-", color=color, label=label)
     cache.plot(contexts, kv, "o-", color=color, label=label)
-  for ax, title, unit in ((latency, "decode latency per token", "ms / token"),
+  for ax, title, unit in ((latency, "decode cost per token (CPU time, all threads)", "CPU ms / token"),
                           (cache, "decoder KV cache (batch 1, float32)", "MiB")):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
