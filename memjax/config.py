@@ -93,7 +93,8 @@ def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
       compute_dtype="float32",  # or 'bfloat16' (parameters stay float32)
       log_every=size["log_every"], eval_every=size["eval_every"], eval_batches=size["eval_batches"],
       checkpoint_every=size["checkpoint_every"], keep_checkpoints=3, async_checkpoints=True,
-      progress=True) | overrides)
+      progress=True,
+      init_from="") | overrides)  # a workdir whose trained parameters start this run (warm_start.py)
 
 
 def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:

@@ -22,7 +22,7 @@ from memjax import data as data_lib
 from memjax import models, objectives
 from memjax.metrics import information
 from memjax.objectives import curriculum
-from memjax.training import checkpoint, encoders, optim, sharding, steps
+from memjax.training import checkpoint, encoders, optim, sharding, steps, warm_start
 from memjax.training.state import TrainState, split_frozen, split_model
 from memjax.training.writers import MetricWriter
 
@@ -166,6 +166,10 @@ class Trainer:
     state = jax.jit(self._init, out_shardings=self.shardings)()
     if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
       state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
+    if self.cfg.train.get("init_from"):
+      target = checkpoint.abstract(state.params, self.shardings.params)
+      state = state.replace(params=warm_start.load(self.cfg.train.init_from, state.params, target,
+                                                   self.data.tokenizer_digest))
     return state
 
   def train_step(self, objective: str) -> steps.TrainStep:

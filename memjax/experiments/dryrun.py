@@ -1,0 +1,121 @@
+"""Paper-scale dry run: every run of an experiment built abstractly, sized, compiled, never trained.
+
+For each run: parameters (trainable and frozen), FLOPs per trained token (XLA's cost analysis of the
+real jitted train step, per objective of its curriculum, weighted by the stage lengths; frozen
+encoders get no backward pass, as in training), tokens to train, the compiled per-device memory of
+one train step on a mesh of `devices` devices (argument + output + temporaries - donated aliases,
+from `compiled.memory_analysis()`), and accelerator-hours = total FLOPs / (peak x MFU). Nothing is
+initialized (eval_shape only) and no data is read: the batch is abstract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from typing import Any, Sequence
+
+from memjax.experiments import suite
+
+DRY_ROOT = pathlib.Path("/dry-run")  # runs are only planned, so their paths are never touched
+
+
+def _signature(cfg, objective: str) -> str:
+  """What determines one compiled train step (not its length, schedule or checkpoint paths)."""
+  parts = {key: cfg[key].to_dict() for key in ("model", "encoder", "decoder", "memory") if key in cfg}
+  for part in parts.values():
+    part.pop("checkpoint", None)
+  parts |= {"task": cfg.task, "n_ctx": cfg.data.n_ctx, "batch": cfg.train.batch_size,
+            "dtype": cfg.train.compute_dtype, "objective": objective,
+            "objective_cfg": cfg.objective.to_dict() | {"stages": ""}}
+  return json.dumps(parts, sort_keys=True)
+
+
+def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: bool,
+             cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from memjax import models, objectives
+  from memjax.objectives import curriculum
+  from memjax.training import loop, optim, sharding, steps
+  from memjax.training.state import split_model
+
+  cfg = spec.cfg
+  graphdef, params = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
+  tx, schedule = optim.optimizer(cfg.train), optim.schedule(cfg.train)
+  state = jax.eval_shape(lambda: loop._init_state(cfg, tx))
+  mesh = sharding.make_mesh(cfg.mesh, list(devices))
+  shardings = sharding.tree_shardings(state, mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+  B, T = cfg.train.batch_size, cfg.data.n_ctx
+  batch_sharding = sharding.batch_sharding(mesh)
+  batch = {"tokens": jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=batch_sharding),
+           "mask": jax.ShapeDtypeStruct((B, T), jnp.float32, sharding=batch_sharding)}
+  stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
+  per_objective = {}
+  for name in dict.fromkeys(s.objective for s in stages):
+    key = _signature(cfg, name)
+    if key not in cache:
+      objective = objectives.build(name, cfg.objective, task=cfg.task, blank_id=1, delimiter_id=2)
+      step = steps.make_train_step(graphdef, objective, tx, schedule, loop.COMPUTE_DTYPES[cfg.train.compute_dtype])
+      start = time.perf_counter()
+      lowered = steps.jit_train_step(step, shardings, mesh).lower(abstract, batch)
+      cost = lowered.cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      entry = {"step_flops": float(cost["flops"])}
+      if compile_memory:
+        memory = lowered.compile().memory_analysis()
+        entry["memory_gib_per_device"] = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                                          + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**30
+        entry["temp_gib_per_device"] = memory.temp_size_in_bytes / 2**30
+      entry["build_seconds"] = time.perf_counter() - start
+      cache[key] = entry
+    per_objective[name] = cache[key]
+  total_flops = sum((s.stop - s.start) * per_objective[s.objective]["step_flops"] for s in stages)
+  tokens = cfg.train.steps * B * T
+  count = lambda tree: int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))  # noqa: E731
+  memories = [e["memory_gib_per_device"] for e in per_objective.values() if "memory_gib_per_device" in e]
+  return {"run": spec.name, "task": cfg.task, "params": count(params), "trainable_params": count(state.params),
+          "frozen_params": count(state.frozen), "steps": cfg.train.steps, "batch": B, "n_ctx": T,
+          "tokens": tokens, "flops_per_token": total_flops / tokens, "total_flops": total_flops,
+          "memory_gib_per_device": max(memories) if memories else None,
+          "objectives": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in per_objective.items()}}
+
+
+def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: float = 0.4,
+            peak_flops: float = 989e12, compile_memory: bool = True) -> dict[str, Any]:
+  import jax
+
+  available = jax.devices()
+  if len(available) < devices:
+    raise ValueError(f"the dry run needs {devices} devices, jax sees {len(available)}; on CPU set "
+                     f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} before jax starts")
+  cache: dict[str, dict[str, Any]] = {}
+  sized: dict[str, dict[str, Any]] = {}
+  rows = []
+  for experiment in experiments:
+    for spec in experiment.plan("paper", DRY_ROOT):
+      if spec.name not in sized:
+        print(f"[dry run] {experiment.name}: {spec.name}", flush=True)
+        sized[spec.name] = size_run(spec, available[:devices], compile_memory=compile_memory, cache=cache)
+        sized[spec.name]["accelerator_hours"] = sized[spec.name]["total_flops"] / (peak_flops * mfu) / 3600
+      rows.append({"experiment": experiment.name} | sized[spec.name])
+  totals = {"runs": len(sized), "devices": devices, "mfu": mfu, "peak_tflops": peak_flops / 1e12,
+            "tokens": sum(r["tokens"] for r in sized.values()),
+            "accelerator_hours": sum(r["accelerator_hours"] for r in sized.values()),
+            "max_memory_gib_per_device": max((r["memory_gib_per_device"] or 0.0) for r in sized.values()),
+            "by_experiment": {e.name: sum(r["accelerator_hours"] for r in rows if r["experiment"] == e.name)
+                              for e in experiments}}
+  return {"rows": rows, "totals": totals}
+
+
+def table(report: dict[str, Any]) -> str:
+  return suite.markdown_table(
+      ["experiment", "run", "params", "frozen", "FLOPs/token", "tokens", "GiB/device", "accel.-hours"],
+      [[r["experiment"], r["run"], f"{r['params'] / 1e6:.1f}M", f"{r['frozen_params'] / 1e6:.1f}M",
+        f"{r['flops_per_token']:.3g}", f"{r['tokens']:.3g}",
+        None if r["memory_gib_per_device"] is None else f"{r['memory_gib_per_device']:.2f}",
+        f"{r['accelerator_hours']:.1f}"] for r in report["rows"]])
