@@ -41,6 +41,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--peak-tflops", type=float, default=989.0,
                       help="dry run: accelerator peak (default: H100 SXM dense bf16, 989 TFLOP/s)")
   parser.add_argument("--no-compile", action="store_true", help="dry run: skip the compiled memory")
+  parser.add_argument("--no-lower", action="store_true",
+                      help="dry run: no XLA at all (analytic FLOPs, no memory figure; seconds per run)")
   parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
   args = parser.parse_args(argv)
   if args.name != "all" and args.name not in EXPERIMENTS:
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from memjax.experiments import dryrun
 
     report = dryrun.dry_run([experiment(n) for n in names], devices=args.devices, mfu=args.mfu,
-                            peak_flops=args.peak_tflops * 1e12, compile_memory=not args.no_compile)
+                            peak_flops=args.peak_tflops * 1e12, compile_memory=not args.no_compile, lower=not args.no_lower)
     print(dryrun.table(report))
     print(json.dumps(report["totals"], indent=2))
     return

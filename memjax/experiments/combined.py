@@ -50,7 +50,7 @@ def runs(scale: str, family: str) -> dict[str, suite.RunSpec]:
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
-  for family in suite.FAMILIES:
+  for family in suite.families(scale):
     models = runs(scale, family)
     specs += models.values()
     for key, spec in models.items():
@@ -70,7 +70,7 @@ def _probe_name(name: str) -> str:
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     for label, key in MODELS:
       name = f"{family}_{key}"
       if name not in ctx.specs:

@@ -65,7 +65,7 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSp
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
-  for family in suite.FAMILIES:
+  for family in suite.families(scale):
     specs += list(information.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
   return specs
 
@@ -78,7 +78,7 @@ def copy_metrics(metrics: dict[str, float]) -> tuple[float, float]:
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     for label, suffix, paper in ROWS:
       accuracy, loss = copy_metrics(ctx.eval(f"{family}_{suffix}"))
       rows.append({"family": family, "model": label, "copy_accuracy": accuracy, "copy_loss": loss})
@@ -86,7 +86,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table = suite.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
                                table_rows)
   fig, axes = suite.figure(2)
-  for ax, family in zip(axes, suite.FAMILIES):
+  for ax, family in zip(axes, suite.families(ctx.scale)):
     series = {}
     for label, suffix, _ in ROWS:
       name = f"{family}_{suffix}"

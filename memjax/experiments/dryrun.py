@@ -32,8 +32,58 @@ def _signature(cfg, objective: str) -> str:
   return json.dumps(parts, sort_keys=True)
 
 
+def _matmul_params(tree: Any) -> int:
+  import jax
+
+  return int(sum(math.prod(x.shape) for path, x in jax.tree_util.tree_leaves_with_path(tree)
+                 if jax.tree_util.keystr(path).endswith("['kernel']")))
+
+
+def analytic_flops_per_token(cfg, state, objective: str) -> float:
+  """Training FLOPs per input token by the 6N rule (bench.model_flops_per_token), per tower.
+
+  Each tower counts 2 FLOPs per matmul parameter per position it processes forward, and token
+  mixing of 2 * S * d (causal attention, QK^T and AV halved by the mask) or 2 * S * d * kernel (a
+  masked mixer's maps) per position and layer for sequences of S positions; trainable towers are
+  counted 3x (forward and backward), frozen ones 1x. The combined objective runs two views.
+  """
+  from memjax import models
+  from memjax.models.config import stack_config
+
+  T = cfg.data.n_ctx
+  kind = cfg.memory.kind if cfg.task == "memory" else ""
+  encoder = models.encoder_config(cfg) if kind not in ("none", "full", "recurrent") else None
+  if cfg.task == "memory" and kind != "full":
+    K = cfg.memory.chunks
+    dec_len = models.decoder_length(cfg)
+    dec_calls = 1 if kind == "oracle" else K
+    enc_calls = 1 if kind == "oracle" else K - 1
+    decoder = stack_config(cfg.decoder, length=dec_len, vocab_size=cfg.data.vocab_size)
+  elif cfg.task == "autoencoder":
+    dec_calls = enc_calls = 1
+    decoder = stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size)
+  else:  # a causal LM, or a full-context memory model (a causal LM over the whole input)
+    dec_calls = enc_calls = 1
+    decoder = (models.encoder_config(cfg) if cfg.task == "clm"
+               else stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size))
+    encoder = None
+  total = 0.0
+  for group, params, passes in [(k, v, 3) for k, v in state.params.items()] + \
+                               [(k, v, 1) for k, v in state.frozen.items()]:
+    is_encoder = group == "encoder" and encoder is not None
+    tower = encoder if is_encoder else decoder
+    calls = enc_calls if is_encoder else dec_calls
+    positions = calls * tower.length
+    total += passes * 2 * _matmul_params(params) * positions
+    if group in ("encoder", "decoder"):  # the towers with blocks
+      mixing = 2 * tower.length * tower.d_model * (1 if tower.family == "transformer" else tower.mixer_kernel)
+      total += passes * mixing * tower.n_layers * positions
+  views = 2 if objective == "combined" else 1
+  return views * total / T
+
+
 def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: bool,
-             cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             cache: dict[str, dict[str, Any]], lower: bool = True) -> dict[str, Any]:
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -58,6 +108,9 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
   per_objective = {}
   for name in dict.fromkeys(s.objective for s in stages):
     key = _signature(cfg, name)
+    if not lower:
+      per_objective[name] = {"step_flops": analytic_flops_per_token(cfg, state, name) * B * T}
+      continue
     if key not in cache:
       objective = objectives.build(name, cfg.objective, task=cfg.task, blank_id=1, delimiter_id=2)
       step = steps.make_train_step(graphdef, objective, tx, schedule, loop.COMPUTE_DTYPES[cfg.train.compute_dtype])
@@ -65,7 +118,8 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
       lowered = steps.jit_train_step(step, shardings, mesh).lower(abstract, batch)
       cost = lowered.cost_analysis()
       cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      entry = {"step_flops": float(cost["flops"])}
+      entry = {"step_flops": float(cost["flops"]),
+               "analytic_step_flops": analytic_flops_per_token(cfg, state, name) * B * T}
       if compile_memory:
         memory = lowered.compile().memory_analysis()
         entry["memory_gib_per_device"] = (memory.argument_size_in_bytes + memory.output_size_in_bytes
@@ -86,7 +140,9 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
 
 
 def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: float = 0.4,
-            peak_flops: float = 989e12, compile_memory: bool = True) -> dict[str, Any]:
+            peak_flops: float = 989e12, compile_memory: bool = True, lower: bool = True) -> dict[str, Any]:
+  """Sizes every run of `experiments` at paper scale. `lower=False` skips XLA entirely (FLOPs by
+  analytic_flops_per_token, no memory figure): seconds instead of minutes per run on a CPU."""
   import jax
 
   available = jax.devices()
@@ -100,10 +156,12 @@ def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: f
     for spec in experiment.plan("paper", DRY_ROOT):
       if spec.name not in sized:
         print(f"[dry run] {experiment.name}: {spec.name}", flush=True)
-        sized[spec.name] = size_run(spec, available[:devices], compile_memory=compile_memory, cache=cache)
+        sized[spec.name] = size_run(spec, available[:devices], compile_memory=compile_memory and lower,
+                                    cache=cache, lower=lower)
         sized[spec.name]["accelerator_hours"] = sized[spec.name]["total_flops"] / (peak_flops * mfu) / 3600
       rows.append({"experiment": experiment.name} | sized[spec.name])
   totals = {"runs": len(sized), "devices": devices, "mfu": mfu, "peak_tflops": peak_flops / 1e12,
+            "flops": "XLA cost analysis of the train step" if lower else "analytic 6N rule",
             "tokens": sum(r["tokens"] for r in sized.values()),
             "accelerator_hours": sum(r["accelerator_hours"] for r in sized.values()),
             "max_memory_gib_per_device": max((r["memory_gib_per_device"] or 0.0) for r in sized.values()),

@@ -26,12 +26,12 @@ def feed_run(scale: str, family: str, feed: str) -> suite.RunSpec:
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  return [feed_run(scale, family, feed) for family in suite.FAMILIES for feed in FEEDS]
+  return [feed_run(scale, family, feed) for family in suite.families(scale) for feed in FEEDS]
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows = []
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     for feed in FEEDS:
       metrics = ctx.eval(feed_run(ctx.scale, family, feed).name)
       rows.append({"family": family, "feed": feed, "cross_entropy": metrics["reconstruction/loss"],
@@ -41,7 +41,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                                [[r["family"], r["feed"], r["cross_entropy"], r["entropy_proportion"],
                                  r["token_accuracy"], PAPER[(r["family"], r["feed"])]] for r in rows])
   fig, axes = suite.figure(2)
-  for ax, family in zip(axes, suite.FAMILIES):
+  for ax, family in zip(axes, suite.families(ctx.scale)):
     suite.plot_curves(ax, {feed: ctx.curve(feed_run(ctx.scale, family, feed).name, "reconstruction/accuracy")
                            for feed in FEEDS}, title=f"{family} autoencoder", ylabel="held-out token accuracy")
   return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "feed.png")]}

@@ -34,7 +34,7 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> dict[str, suite.
   runs = {"trainable encoder": memory.memory_run(scale, family, "parallel"),
           "no memory": memory.memory_run(scale, family, "none"),
           "frozen autoencoder encoder": frozen_run(scale, family, ae, root, f"{family}_memory_frozen_ae")}
-  if family == "transformer":
+  if family == "transformer":  # (not at tiny scale, which trains mixers only)
     mixer_ae = information.chunk_encoders(scale, "mixer")["autoencoder"]
     runs["frozen mixer autoencoder encoder"] = frozen_run(scale, family, mixer_ae, root,
                                                           "transformer_memory_frozen_mixer_ae")
@@ -42,8 +42,8 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> dict[str, suite.
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  specs = [information.chunk_encoders(scale, family)["autoencoder"] for family in suite.FAMILIES]
-  for family in suite.FAMILIES:
+  specs = [information.chunk_encoders(scale, family)["autoencoder"] for family in suite.families(scale)]
+  for family in suite.families(scale):
     specs += family_runs(scale, family, root).values()
   return specs
 
@@ -57,7 +57,7 @@ def fraction_curve(ctx: suite.Context, name: str, none: str, trainable: str) -> 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows, curves = [], [], {}
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     runs = family_runs(ctx.scale, family, ctx.root)
     none, trainable = runs["no memory"].name, runs["trainable encoder"].name
     for label, spec in runs.items():
@@ -80,7 +80,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                     ylabel="(L_none - L) / (L_none - L_trainable)")
   axes[0].axhline(0.0, color="grey", lw=0.8)
   suite.plot_curves(axes[1], {f"{r['family']} {r['model']}": ctx.curve(spec.name, "loss")
-                              for r, spec in zip(rows, [s for f in suite.FAMILIES
+                              for r, spec in zip(rows, [s for f in suite.families(ctx.scale)
                                                         for s in family_runs(ctx.scale, f, ctx.root).values()])},
                     title="eval loss", ylabel="cross-entropy (nats)")
   return {"rows": rows, "fraction_curves": curves, "table": table,

@@ -48,13 +48,13 @@ def memory_run(scale: str, family: str, kind: str, slots: str = "fixed", stages:
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  return [memory_run(scale, family, kind, slots) for family in suite.FAMILIES
+  return [memory_run(scale, family, kind, slots) for family in suite.families(scale)
           for _, kind, slots in VARIANTS]
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     none = ctx.eval(run_name(family, "none", "fixed"))["loss"]
     parallel = ctx.eval(run_name(family, "parallel", "fixed"))["loss"]
     for label, kind, slots in VARIANTS:
@@ -70,7 +70,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table = suite.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
                                 "fraction of memory loss recovered", "paper (§5.5)"], table_rows)
   fig, axes = suite.figure(3)
-  for ax, family in zip(axes, suite.FAMILIES):
+  for ax, family in zip(axes, suite.families(ctx.scale)):
     suite.plot_curves(ax, {label: ctx.curve(run_name(family, kind, slots), "loss")
                            for label, kind, slots in VARIANTS},
                       title=f"{family} memory models", ylabel="eval cross-entropy (nats)")

@@ -33,7 +33,7 @@ def oracle_run(scale: str, family: str) -> suite.RunSpec:
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
-  for family in suite.FAMILIES:
+  for family in suite.families(scale):
     oracle = oracle_run(scale, family)
     specs += [information.trained_runs(scale, family)["clm"], oracle]
     specs += [suite.RunSpec(f"{family}_probe_oracle_{feed}",
@@ -44,7 +44,7 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, probe_rows = [], []
-  for family in suite.FAMILIES:
+  for family in suite.families(ctx.scale):
     clm = ctx.results[f"{family}_clm"]
     oracle = ctx.results[f"{family}_oracle"]
     bytes_per_token = oracle["bytes_per_token"]
@@ -75,7 +75,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
         *PAPER_PROBES.get((r["family"], r["feed"]), (None, None, None))] for r in probe_rows])
   fig, axes = suite.figure(2)
   suite.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(f"{family}_{kind}", "loss")
-                              for family in suite.FAMILIES for kind in ("clm", "oracle")},
+                              for family in suite.families(ctx.scale) for kind in ("clm", "oracle")},
                     title="decoder-only vs oracle memory", ylabel="eval cross-entropy (nats)")
   suite.plot_bars(axes[1], [f"{r['family']} {r['feed']}" for r in probe_rows],
                   [r["token_accuracy"] for r in probe_rows], title="probe of the oracle memory",

@@ -61,6 +61,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   if scale == "tiny":
     cfg.train.update(steps=total, log_every=1, eval_every=total, checkpoint_every=total,
                      eval_batches=1, warmup_steps=min(cfg.train.warmup_steps, total - 1))
+    for tower in towers(cfg):
+      tower.n_layers = 1  # compilation is most of a tiny run's time
   elif scale == "cpu":
     cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
                      checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
@@ -320,3 +322,9 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   finally:
     mngr.close()
   return trainer.evaluate(state)
+
+
+def families(scale: str) -> tuple[str, ...]:
+  """The model families an experiment trains: both, except at `tiny` scale (tests), where only the
+  information experiment trains both and the others run mixers (the code paths are the same)."""
+  return FAMILIES if scale != "tiny" else ("mixer",)
