@@ -164,7 +164,8 @@ def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: f
             "flops": "XLA cost analysis of the train step" if lower else "analytic 6N rule",
             "tokens": sum(r["tokens"] for r in sized.values()),
             "accelerator_hours": sum(r["accelerator_hours"] for r in sized.values()),
-            "max_memory_gib_per_device": max((r["memory_gib_per_device"] or 0.0) for r in sized.values()),
+            "max_memory_gib_per_device": max((r["memory_gib_per_device"] for r in sized.values()
+                                              if r["memory_gib_per_device"] is not None), default=None),
             "by_experiment": {e.name: sum(r["accelerator_hours"] for r in rows if r["experiment"] == e.name)
                               for e in experiments}}
   return {"rows": rows, "totals": totals}

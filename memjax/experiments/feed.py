@@ -19,8 +19,9 @@ PAPER = {("transformer", "unroll"): "≫ repeated (d=512, 8 layers, 512 tokens)"
 
 
 def feed_run(scale: str, family: str, feed: str) -> suite.RunSpec:
-  if feed == "unroll" and scale != "paper":
-    return information.trained_runs(scale, family)["autoencoder"]  # shared
+  shared = information.trained_runs(scale, family)["autoencoder"]
+  if shared.cfg.decoder.feed == feed:
+    return shared  # the information experiment's autoencoder
   cfg = suite.config("autoencoder.py", scale, information.STEPS["autoencoder"], family=family, feed=feed)
   return suite.RunSpec(f"{family}_autoencoder_{feed}", cfg)
 
