@@ -25,12 +25,21 @@ from memjax import config as mc
 SCALES: tuple[str, ...] = ("tiny", "cpu", "paper")
 PRESETS = {"tiny": "tiny", "cpu": "small", "paper": "paper"}
 FAMILIES: tuple[str, ...] = ("mixer", "transformer")
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
+CHECKOUT_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RUNS = "runs"
 ARCH_KEYS = ("family", "d_model", "n_layers", "n_heads", "n_kv_heads", "mlp_dim", "rope_theta",
              "norm_eps", "mixer_kernel", "mixer_heads")
 CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
 CPU_MIXER_KERNEL = 8
+
+
+def configs_dir() -> pathlib.Path:
+  """configs/ of this checkout, else of the working directory (an installed memjax has none)."""
+  for candidate in (CHECKOUT_CONFIGS, pathlib.Path.cwd() / "configs"):
+    if (candidate / "memory.py").exists():
+      return candidate
+  raise FileNotFoundError("the experiments are built from the config files in configs/: run from a "
+                          "memjax checkout (no configs/ next to the memjax package or in the working directory)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +65,7 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   """
   check_scale(scale)
   arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
-  cfg = mc.load(CONFIGS / file, arg)
+  cfg = mc.load(configs_dir() / file, arg)
   total = steps[scale] if isinstance(steps, dict) else steps
   if scale == "tiny":
     cfg.train.update(steps=total, log_every=1, eval_every=total, checkpoint_every=total,
