@@ -63,14 +63,16 @@ def trained_runs(scale: str, family: str) -> dict[str, suite.RunSpec]:
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
+  """Causal LMs, autoencoders and their probes first (the paper's tables), then memory models."""
   specs = []
-  for family in suite.FAMILIES:
-    trained = trained_runs(scale, family)
-    specs += trained.values()
-    for label, source, index in ENCODERS:
-      cfg = suite.probe(scale, STEPS["probe"], trained.get(source), root, embed_index=index,
-                        architecture=trained["clm"].cfg.model)
-      specs.append(suite.RunSpec(probe_name(family, label), cfg))
+  for phase in (ENCODERS[:3], ENCODERS[3:]):
+    for family in suite.FAMILIES:
+      trained = trained_runs(scale, family)
+      specs += [trained[source] for _, source, _ in phase if source]
+      for label, source, index in phase:
+        cfg = suite.probe(scale, STEPS["probe"], trained.get(source), root, embed_index=index,
+                          architecture=trained["clm"].cfg.model)
+        specs.append(suite.RunSpec(probe_name(family, label), cfg))
   return specs
 
 
