@@ -148,7 +148,7 @@ def test_cli_names_bad_input(capsys):
 def test_warm_start_refuses_a_folder_that_is_not_a_run(tmp_path, tiny):
   from memjax.training import loop
 
-  cfg = tiny("clm.py:tiny", steps=1)
+  cfg = tiny("clm.py:tiny", steps=3)
   cfg.train.init_from = str(tmp_path / "missing")
   with pytest.raises(FileNotFoundError, match="init_from"):
     loop.run(cfg, str(tmp_path / "run"))
