@@ -13,7 +13,6 @@ import pathlib
 from typing import Any
 
 from memjax.experiments import information, memory, suite
-from memjax.metrics.information import fraction_recovered
 
 PAPER = {
     "trainable encoder": "reference (1.0)",
@@ -51,7 +50,7 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 def fraction_curve(ctx: suite.Context, name: str, none: str, trainable: str) -> list[tuple[int, float]]:
   by_step = lambda run: dict(ctx.curve(run, "loss"))  # noqa: E731
   frozen, no_memory, full = by_step(name), by_step(none), by_step(trainable)
-  return [(step, fraction_recovered(frozen[step], no_memory[step], full[step]))
+  return [(step, suite.fraction_recovered(frozen[step], no_memory[step], full[step]))
           for step in sorted(frozen) if step in no_memory and step in full]
 
 

@@ -59,6 +59,8 @@ def trained_runs(scale: str, family: str) -> dict[str, suite.RunSpec]:
           "autoencoder": autoencoder,
           "memory_clm": memory("clm", STEPS["memory"]),
           "memory_combined": memory("combined", STEPS["combined"])}
+  if "combined_copy" in runs["memory_combined"].objective:  # copy with tokens visible (the paper
+    runs["memory_combined"].objective.combined_copy = "copy"  # preset's default is blank copy)
   return {key: suite.RunSpec(f"{family}_{key}", cfg) for key, cfg in runs.items()}
 
 
@@ -95,6 +97,10 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table = suite.markdown_table(
       ["family", "encoder", "CE", "I_e", "token acc.", "paper CE", "paper I_e", "paper acc."],
       table_rows)
+  scopes = sorted({ctx.specs[probe_name(f, label)].cfg.encoder.get("frozen_scope", "all")
+                   for f in suite.FAMILIES for label, _, _ in ENCODERS})
+  table += (f"\n\nProbes freeze the encoder's {' / '.join(scopes)} ('all': its token embedding and "
+            "blocks; 'blocks': a fresh trainable embedding in front of frozen blocks, as the paper).")
   table += "\n\nAutoencoder / causal LM token accuracy: " + ", ".join(
       f"{family} {ratio:.1f}x" for family, ratio in ratios.items())
   fig, axes = suite.figure(3)

@@ -11,7 +11,6 @@ import pathlib
 from typing import Any
 
 from memjax.experiments import information, suite
-from memjax.metrics.information import fraction_recovered
 
 # (label, memory.kind, memory.slots)
 VARIANTS: tuple[tuple[str, str, str], ...] = (
@@ -63,7 +62,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       row = {"family": family, "model": label, "eval_loss": metrics["loss"],
              "eval_accuracy": metrics["clm/accuracy"], "bits_per_byte": metrics["clm/bits_per_byte"],
              "tokens_per_s": suite.tokens_per_second(ctx.root, name),
-             "fraction_recovered": fraction_recovered(metrics["loss"], none, parallel)}
+             "fraction_recovered": suite.fraction_recovered(metrics["loss"], none, parallel)}
       rows.append(row)
       table_rows.append([family, label, row["eval_loss"], row["eval_accuracy"], row["tokens_per_s"],
                          row["fraction_recovered"], PAPER[label]])

@@ -159,7 +159,7 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
     finished = directory / loop.RESULTS_JSON
     if finished.exists():
       saved = json.loads(finished.read_text())
-      loop.check_workdir(directory, spec.cfg)  # a different run under this name is an error
+      check_finished(directory, spec.cfg)  # a different run under this name is an error
       if saved.get("step") == spec.cfg.train.steps:
         print(f"[{number}/{len(specs)}] {label}{spec.name}: done", flush=True)
         results[spec.name] = saved
@@ -170,6 +170,36 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
     results[spec.name]["seconds"] = time.perf_counter() - start
     finished.write_text(json.dumps(results[spec.name], indent=2))
   return results
+
+
+def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
+  """Refuses a finished run trained with a different config. Keys its config.json lacks (options
+  added to memjax after it was trained) are listed but accepted when they hold their default; a
+  run to resume must match exactly (loop.check_workdir)."""
+  from memjax.training import encoders, loop
+
+  saved = loop._flatten(json.loads((directory / encoders.CONFIG_JSON).read_text()))
+  current = loop._flatten(json.loads(cfg.to_json_best_effort()))
+  added = {key: value for key, value in current.items() if key not in saved}
+  defaults = loop._flatten(json.loads(_defaults(cfg).to_json_best_effort()))
+  changed = {key for key, value in added.items() if defaults.get(key, object()) != value}
+  differences = loop.config_differences({k: v for k, v in saved.items()},
+                                        {k: v for k, v in current.items() if k not in added})
+  if differences or changed:
+    raise ValueError(f"{directory} holds a run with a different config; use a new workdir:\n  "
+                     + "\n  ".join(differences + [f"{k}: not in the run, config has {added[k]!r}"
+                                                    for k in sorted(changed)]))
+  if added:
+    print(f"  ({directory.name}: trained before the options {sorted(added)} existed; their defaults apply)")
+
+
+def _defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The sections memjax.config builds for every task, at their defaults (for check_finished)."""
+  size = mc.SIZES["tiny"]
+  return ml_collections.ConfigDict({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
+                                    "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
+                                    "encoder": mc.encoder(size, "mixer").to_dict(),
+                                    "decoder": mc.decoder(size, "mixer").to_dict()})
 
 
 def curve(root: pathlib.Path, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:
@@ -186,6 +216,15 @@ def tokens_per_second(root: pathlib.Path, name: str) -> float:
   values = [value for _, value in curve(root, name, "tokens_per_s", split="train")]
   values = values[1:] or values
   return float(statistics.median(values)) if values else float("nan")
+
+
+def fraction_recovered(loss: float, no_memory_loss: float, trainable_memory_loss: float) -> float:
+  """metrics.information.fraction_recovered, nan where memories made no difference at all."""
+  from memjax.metrics import information
+
+  if no_memory_loss == trainable_memory_loss:
+    return float("nan")
+  return information.fraction_recovered(loss, no_memory_loss, trainable_memory_loss)
 
 
 def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
