@@ -44,6 +44,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--no-lower", action="store_true",
                       help="dry run: no XLA at all (analytic FLOPs, no memory figure; seconds per run)")
   parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
+  parser.add_argument("--out", default="", help="dry run: also write the full report to this JSON file")
   args = parser.parse_args(argv)
   if args.name != "all" and args.name not in EXPERIMENTS:
     parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}, all")
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
                             peak_flops=args.peak_tflops * 1e12, compile_memory=not args.no_compile, lower=not args.no_lower)
     print(dryrun.table(report))
     print(json.dumps(report["totals"], indent=2))
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
     return
   from memjax import runtime
 
