@@ -362,6 +362,7 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
 
   cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
   cfg.objective.stages = stages
+  cfg.train.steps = max(cfg.train.steps, len(stages.split(",")))  # room for every stage (no training)
   trainer = loop.Trainer(cfg)
   mngr = checkpoint.manager(run_dir(root, spec.name) / encoders.CHECKPOINTS)
   try:
