@@ -152,3 +152,17 @@ def test_warm_start_refuses_a_folder_that_is_not_a_run(tmp_path, tiny):
   cfg.train.init_from = str(tmp_path / "missing")
   with pytest.raises(FileNotFoundError, match="init_from"):
     loop.run(cfg, str(tmp_path / "run"))
+
+
+def test_finished_runs_accept_options_added_later_only_at_their_defaults(tmp_path):
+  cfg = suite.config("clm.py", "tiny", 2)
+  saved = json.loads(cfg.to_json_best_effort())
+  del saved["train"]["init_from"]  # a run trained before train.init_from existed
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  suite.check_finished(tmp_path, cfg)
+  cfg.train.init_from = "/elsewhere"
+  with pytest.raises(ValueError, match="init_from"):
+    suite.check_finished(tmp_path, cfg)
+  cfg.train.init_from, cfg.train.lr = "", 1.0
+  with pytest.raises(ValueError, match="train.lr"):
+    suite.check_finished(tmp_path, cfg)
