@@ -88,15 +88,20 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
   import jax.numpy as jnp
   from flax import nnx
 
-  from memjax import models, objectives
-  from memjax.objectives import curriculum
+  from memjax import models
+  from memjax.data import SpecialIds
+  from memjax.objectives import curriculum, lookup
   from memjax.training import loop, optim, sharding, steps
   from memjax.training.state import split_model
 
   cfg = spec.cfg
   graphdef, params = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
-  tx, schedule = optim.optimizer(cfg.train), optim.schedule(cfg.train)
+  stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
+  restart = bool(cfg.objective.get("restart_stages", False))  # each stage its own AdamW and schedule
+  tx = optim.optimizer(cfg.train, stages[0].steps if restart else None)
   state = jax.eval_shape(lambda: loop._init_state(cfg, tx))
+  special = SpecialIds(pad=0, eos=0, blank=1, sep=2)  # ids do not change shapes or FLOPs
+  built = lookup.resolve_all([s.objective for s in stages], cfg, special=special)
   mesh = sharding.make_mesh(cfg.mesh, list(devices))
   shardings = sharding.tree_shardings(state, mesh)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
@@ -104,16 +109,20 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
   batch_sharding = sharding.batch_sharding(mesh)
   batch = {"tokens": jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=batch_sharding),
            "mask": jax.ShapeDtypeStruct((B, T), jnp.float32, sharding=batch_sharding)}
-  stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
   per_objective = {}
-  for name in dict.fromkeys(s.objective for s in stages):
+  for stage in stages:
+    name = stage.objective
+    if name in per_objective:
+      continue
     key = _signature(cfg, name)
     if not lower:
       per_objective[name] = {"step_flops": analytic_flops_per_token(cfg, state, name) * B * T}
       continue
     if key not in cache:
-      objective = objectives.build(name, cfg.objective, task=cfg.task, blank_id=1, delimiter_id=2)
-      step = steps.make_train_step(graphdef, objective, tx, schedule, loop.COMPUTE_DTYPES[cfg.train.compute_dtype])
+      stage_tx = optim.optimizer(cfg.train, stage.steps) if restart else tx  # same state layout
+      schedule = optim.schedule(cfg.train, stage.steps if restart else None)
+      step = steps.make_train_step(graphdef, built[name], stage_tx, schedule,
+                                   loop.COMPUTE_DTYPES[cfg.train.compute_dtype])
       start = time.perf_counter()
       lowered = steps.jit_train_step(step, shardings, mesh).lower(abstract, batch)
       cost = lowered.cost_analysis()

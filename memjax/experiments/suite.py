@@ -363,6 +363,8 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
   cfg.objective.stages = stages
   cfg.train.steps = max(cfg.train.steps, len(stages.split(",")))  # room for every stage (no training)
+  if "restart_stages" in cfg.objective:
+    cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
   trainer = loop.Trainer(cfg)
   mngr = checkpoint.manager(run_dir(root, spec.name) / encoders.CHECKPOINTS)
   try:
