@@ -14,7 +14,10 @@ from memjax.experiments import suite
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory, data_cache):
   """Every experiment at tiny scale in one workdir (runs shared between experiments train once)."""
-  root = tmp_path_factory.mktemp("reproduce")
+  import os
+
+  # MEMJAX_REPRODUCE_ROOT: reuse (and complete) the runs of an earlier tiny workdir
+  root = pathlib.Path(os.environ.get("MEMJAX_REPRODUCE_ROOT") or tmp_path_factory.mktemp("reproduce"))
   summaries = {}
   for name in reproduce.EXPERIMENTS:
     experiment = reproduce.experiment(name)
