@@ -99,7 +99,8 @@ def test_local_files_and_a_missing_gcsfs(tmp_path, monkeypatch):
   assert str(fs.path("relative/run")) == os.path.join(os.getcwd(), "relative/run")
   import importlib.util
   find_spec = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "gcsfs" else find_spec(name))
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name: None if name == "gcsfs" else find_spec(name))
   with pytest.raises(ImportError, match=r"memjax\[gcs\]"):
     fs.path("gs://bucket/run")
 
@@ -116,7 +117,8 @@ def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_pat
   results = loop.run(cfg, workdir)
 
   remote = fs.path(workdir)
-  assert results["step"] == 6 and results["eval"] == json.loads((reference / loop.RESULTS_JSON).read_text())["eval"]
+  reference_results = json.loads((reference / loop.RESULTS_JSON).read_text())
+  assert results["step"] == 6 and results["eval"] == reference_results["eval"]
   assert json.loads((remote / loop.RESULTS_JSON).read_text())["eval"] == results["eval"]
   assert (remote / encoders.TOKENIZER_JSON).read_text() == (reference / encoders.TOKENIZER_JSON).read_text()
   step, state = final_state(remote)
@@ -127,7 +129,8 @@ def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_pat
   train = read_metrics(remote, "train")
   assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]  # both parts, each line once
   reference_losses = {r["step"]: r["loss"] for r in read_metrics(reference, "train")}
-  assert reference_losses and all(r["loss"] == reference_losses[r["step"]] for r in train if r["step"] in reference_losses)
+  assert reference_losses and all(r["loss"] == reference_losses[r["step"]]
+                                  for r in train if r["step"] in reference_losses)
   events = sorted((remote / "tensorboard").iterdir())
   assert len(events) == 2  # one event file per process, as locally
   logged = {}
