@@ -70,13 +70,17 @@ class MemoryModel(nnx.Module):
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
     self.d_model = decoder.d_model
 
-  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
-    """One memory per chunk but the last, [B, K-1, D], from one batched encoder call."""
-    B, K, L = chunks_BxKxL.shape
+  def encode(self, chunks_BxCxL: jax.Array) -> jax.Array:
+    """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
+    B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
-      return jnp.full((B, K - 1, self.d_model), self.pad_value, jnp.float32)
-    hidden = self.encoder(chunks_BxKxL[:, :-1].reshape(B * (K - 1), L))
-    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, K - 1, -1)
+      return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)
+    hidden = self.encoder(chunks_BxCxL.reshape(B * C, L))
+    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, C, -1)
+
+  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
+    """One memory per chunk but the last, [B, K-1, D]."""
+    return self.encode(chunks_BxKxL[:, :-1])
 
   def __call__(self, tokens_BxN: jax.Array) -> dict[str, jax.Array]:
     B, N = tokens_BxN.shape

@@ -21,12 +21,13 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from memjax import data as data_lib
-from memjax import models
+from memjax import fs, models
 from memjax.metrics import information
 from memjax.objectives import Objective, curriculum, lookup
-from memjax.training import checkpoint, encoders, optim, sharding, steps
+from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, sharding, steps,
+                             validation)
 from memjax.training.state import TrainState, split_frozen, split_model
-from memjax.training.writers import MetricWriter
+from memjax.training.writers import MetricWriter, drop_after
 
 RESULTS_JSON = "results.json"
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -150,18 +151,21 @@ def given_objectives(objectives: Any) -> dict[str, Any]:
 class Trainer:
   """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, objectives: Any = None):
+  def __init__(self, cfg: ml_collections.ConfigDict, objectives: Any = None,
+               devices: list[jax.Device] | None = None):
+    validation.check(cfg)
     self.cfg = cfg
-    # Data and mesh.
+    # Data and mesh (over `devices`, by default all of them).
     self.data = data_lib.prepare(cfg.data)
-    self.mesh = sharding.make_mesh(cfg.mesh)
+    self.mesh = sharding.make_mesh(cfg.mesh, devices)
     batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
     if cfg.train.batch_size % batch_shards:
       raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
                        f"{batch_shards} data x fsdp shards of the mesh")
+    self.rows = sharding.process_rows(self.mesh, cfg.train.batch_size)  # this process's share
     self.train_batches = iter(data_lib.batches(
         self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
-        process_index=jax.process_index(), process_count=jax.process_count()))
+        rows=self.rows))
     # Objectives and optimizers (one per stage when stages restart like fresh runs).
     self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
     special = self.data.special
@@ -231,7 +235,7 @@ class Trainer:
         step = steps.make_eval_step(self.graphdef, objective, self.compute_dtype)
         self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
-                                 process_index=jax.process_index(), process_count=jax.process_count())
+                                 rows=self.rows)
       metrics = [jax.device_get(self._eval_steps[name](state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
@@ -245,7 +249,7 @@ class Run:
 
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, objectives: Any = None):
     self.cfg = cfg
-    self.workdir = epath.Path(workdir)
+    self.workdir = fs.path(workdir)
     check_workdir(self.workdir, cfg)
     self.trainer = trainer = Trainer(cfg, objectives)
     self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
@@ -266,12 +270,22 @@ class Run:
       (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
       (self.workdir / encoders.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
 
+  def _report_memory(self, step: steps.TrainStep, batch: dict[str, jax.Array]) -> None:
+    if jax.process_index() == 0:  # the compilation is reused by the step's first call
+      print(memory_report.report(self.state, self.trainer.shardings, self.trainer.mesh,
+                                 step.lower(self.state, batch).compile()), flush=True)
+
   def train(self, until: int | None = None) -> dict[str, Any]:
-    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would)."""
+    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would).
+
+    On SIGTERM (see memjax/training/preemption.py) it saves a checkpoint and raises `Preempted`.
+    """
     cfg, trainer = self.cfg, self.trainer
-    self._write_run_files()
-    writer = MetricWriter(self.workdir)
     start, total = int(self.state.step), cfg.train.steps
+    self._write_run_files()
+    drop_after(self.workdir, start)  # records of steps this run will train again
+    writer = MetricWriter(self.workdir)
+    watch = preemption.Watch(self.checkpoints)
     stop = total if until is None else min(until, total)
     tokens_per_step = cfg.train.batch_size * cfg.data.n_ctx
     progress = tqdm(total=total, initial=start, desc=f"{cfg.task} {self.workdir.name}", unit="step",
@@ -282,7 +296,10 @@ class Run:
         stage = curriculum.stage_at(trainer.stages, step)
         if trainer.restart_stages and step == stage.start > 0:
           self.state = trainer.restart_optimizer(self.state, stage)
-        self.state, metrics = trainer.train_step(stage)(self.state, trainer.next_batch())
+        train_step, batch = trainer.train_step(stage), trainer.next_batch()
+        if step == start:
+          self._report_memory(train_step, batch)
+        self.state, metrics = train_step(self.state, batch)
         done = step + 1
         progress.update(1)
         if done % cfg.train.log_every == 0 or done == total:
@@ -298,13 +315,18 @@ class Run:
         if done % cfg.train.eval_every == 0 or done == total:
           eval_metrics = trainer.evaluate(self.state)
           writer.write(done, "eval", eval_metrics)
+        preempted = watch.reached(done)
         checkpoint.save(self.checkpoints, done, self.state.to_dict(), trainer.train_batches,
-                        force=done == stop)
-    except KeyboardInterrupt:
-      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
-                      trainer.train_batches, force=True)
+                        force=done == stop or preempted)
+        if preempted and done < stop:
+          raise preemption.Preempted(done)
+    except KeyboardInterrupt:  # a multi-process run turns Ctrl-C into a preemption (preemption.py)
+      if jax.process_count() == 1:  # a save on one process alone would wait for the others
+        checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
+                        trainer.train_batches, force=True)
       raise
     finally:
+      watch.close()
       self.checkpoints.wait_until_finished()
       progress.close()
       writer.close()
