@@ -44,19 +44,26 @@ def build(name: str, decoder: StackConfig, encoder: StackConfig, *, context: int
 
 
 def measure(model: nnx.Module, context: int, prompt_tokens: int, new_tokens: int, *,
-            repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+            repeats: int = 3, seed: int = 0, skip_prefill: bool = False) -> dict[str, Any]:
   """Prefill time (one run, compiled ahead) and the median decode time of `repeats` runs (after
-  one untimed run) of `new_tokens` steps, each from a copy of the prefilled state."""
+  one untimed run) of `new_tokens` steps, each from a copy of the prefilled state.
+
+  `skip_prefill` (causal LMs): no prefill; decoding starts from a zero cache marked as holding the
+  prompt, which costs the same per step (prefill_s is then None).
+  """
   generator = Generator(model, context)
   prompt = np.random.default_rng(seed).integers(4, model.head.out_features, prompt_tokens).tolist()
   generator.check([prompt], new_tokens)
   key = jax.random.key(seed)
   state, prompt_BxP, lengths_B = generator.inputs([prompt])
-  prefill = generator.prefill_fn.lower(generator.params, state, prompt_BxP, lengths_B, key).compile()
-  start = time.perf_counter()
-  state, token, _ = prefill(generator.params, state, prompt_BxP, lengths_B, key)
-  jax.block_until_ready(token)
-  prefill_s = time.perf_counter() - start
+  if skip_prefill:  # decode cost does not depend on the cached values, only on their number
+    state, token, prefill_s = state | {"length": lengths_B}, jnp.zeros_like(lengths_B), None
+  else:
+    prefill = generator.prefill_fn.lower(generator.params, state, prompt_BxP, lengths_B, key).compile()
+    start = time.perf_counter()
+    state, token, _ = prefill(generator.params, state, prompt_BxP, lengths_B, key)
+    jax.block_until_ready(token)
+    prefill_s = round(time.perf_counter() - start, 4)
   prefilled = jax.tree.map(jnp.copy, (state, token))
   step = generator.step_fn.lower(generator.params, state, token, key, 1).compile()
   decode_s, decode_cpu_s = [], []
@@ -71,7 +78,7 @@ def measure(model: nnx.Module, context: int, prompt_tokens: int, new_tokens: int
       decode_s.append((time.perf_counter() - start) / new_tokens)
       decode_cpu_s.append((time.process_time() - cpu) / new_tokens)
   per_token = statistics.median(decode_s)
-  return {"prefill_s": round(prefill_s, 4),
+  return {"prefill_s": prefill_s,
           "decode_ms_per_token": round(1e3 * per_token, 3),
           "decode_tokens_per_s": round(1 / per_token, 1),
           "kv_cache_bytes": generator.cache_bytes(state),
@@ -82,13 +89,14 @@ def measure(model: nnx.Module, context: int, prompt_tokens: int, new_tokens: int
 
 
 def run(decoder: StackConfig, encoder: StackConfig, contexts: list[int], *, chunk: int = 256,
-        models: tuple[str, ...] = MODELS, repeats: int = 3,
-        full_new_tokens: int = 64) -> Iterator[dict[str, Any]]:
+        models: tuple[str, ...] = MODELS, repeats: int = 3, full_new_tokens: int = 64,
+        full_prefill_max: int = 0) -> Iterator[dict[str, Any]]:
   """One result per model and context length (prompt = context).
 
   The memory and recurrent models decode one chunk (one roll-over inside the window); the
   full-context model, which has no roll-over, `full_new_tokens` (its per-token cost grows by
-  new/context over the window: under 1/16 at 1k tokens, ~0 at 16k).
+  new/context over the window: under 1/16 at 1k tokens, ~0 at 16k). `full_prefill_max` > 0 skips
+  the full-context model's (quadratic) prefill above that many tokens.
   """
   for context in contexts:
     if context % chunk:
@@ -96,6 +104,7 @@ def run(decoder: StackConfig, encoder: StackConfig, contexts: list[int], *, chun
     for name in models:
       model = build(name, decoder, encoder, context=context + chunk, chunk=chunk)
       new = min(full_new_tokens, chunk) if name == "full" else chunk
-      result = measure(model, context + chunk, context, new, repeats=repeats)
+      skip = name == "full" and 0 < full_prefill_max < context
+      result = measure(model, context + chunk, context, new, repeats=repeats, skip_prefill=skip)
       yield {"benchmark": "generate", "model": name, "context_tokens": context, "new_tokens": new,
              "chunk": chunk} | result

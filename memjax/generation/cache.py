@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from memjax.models.mixer import MixerBlock
 from memjax.models.stack import Stack
 from memjax.models.transformer import TransformerBlock
 
@@ -20,6 +21,9 @@ StackCache = dict[str, list[jax.Array]]
 
 
 def is_transformer(stack: Stack) -> bool:
+  if not isinstance(stack.blocks, (TransformerBlock, MixerBlock)):
+    raise ValueError(f"incremental decoding knows transformer and mixer blocks, not "
+                     f"{type(stack.blocks).__name__} (a user-defined model family)")
   return isinstance(stack.blocks, TransformerBlock)
 
 
