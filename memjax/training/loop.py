@@ -25,7 +25,7 @@ from memjax import fs, models
 from memjax.metrics import information
 from memjax.objectives import Objective, curriculum, lookup
 from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, sharding, steps,
-                             validation)
+                             validation, warm_start)
 from memjax.training.state import TrainState, split_frozen, split_model
 from memjax.training.writers import MetricWriter, drop_after
 
@@ -197,6 +197,10 @@ class Trainer:
     state = jax.jit(self._init, out_shardings=self.shardings)()
     if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
       state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
+    if self.cfg.train.get("init_from"):
+      target = checkpoint.abstract(state.params, self.shardings.params)
+      state = state.replace(params=warm_start.load(self.cfg.train.init_from, state.params, target,
+                                                   self.data.tokenizer_digest))
     return state
 
   def stage_optimizer(self, stage: curriculum.Stage) -> tuple[optax.GradientTransformation, optax.Schedule]:

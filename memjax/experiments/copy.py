@@ -1,0 +1,103 @@
+"""§5.7: can a memory model's decoder copy text it sees only through memories?
+
+The copy task repeats the first half of the input and scores the copied half. Runs per family:
+- trainable encoder, tokens visible (copy) — the memory model learns to copy;
+- no memory (copy) — what the decoder alone gets from the visible tokens;
+- frozen autoencoder encoder, tokens visible — the paper: barely helps (the decoder ignores memories);
+- frozen autoencoder encoder, blank copy — the copied inputs are blanks, so memories must be read;
+- curriculum: the blank-copy run continued on copy (a chained stage, as the reference trains it);
+- negative control: the same continuation without memories (no-memory model, same decoder);
+- the curriculum with a frozen causal-LM encoder (the paper: fails — its blank copy is very poor).
+The frozen encoders are the information experiment's autoencoder and causal LM (trained on
+chunk-length contexts). Chained stages start from the previous stage's decoder (train.init_from) with
+fresh AdamW state and schedule.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from memjax.experiments import information, suite
+
+STEPS = {"tiny": 2, "cpu": 400, "paper": 100_000}
+# (label, run suffix, paper's finding)
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("trainable encoder, copy", "copy_trainable", "learns to copy"),
+    ("no memory, copy", "copy_no_memory", "baseline"),
+    ("frozen autoencoder, copy", "copy_frozen_ae", "barely helps"),
+    ("frozen autoencoder, blank copy", "blank_copy_frozen_ae", "learns to use memories (mixers first)"),
+    ("curriculum blank copy -> copy (frozen AE)", "curriculum_frozen_ae", "copies better than blank copy alone"),
+    ("negative control: no memories in the last stage", "curriculum_no_memory", "fails"),
+    ("frozen causal LM, blank copy", "blank_copy_frozen_clm", "very poor"),
+    ("curriculum blank copy -> copy (frozen causal LM)", "curriculum_frozen_clm", "fails"),
+)
+
+
+def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "parallel",
+              encoder: suite.RunSpec | None = None, embed_index: int = -1, init_from: str = "",
+              root: pathlib.Path) -> suite.RunSpec:
+  cfg = suite.config("memory.py", scale, STEPS, family=family, kind=kind, stages=stages)
+  if scale == "cpu":
+    cfg.train.batch_size = information.CPU_MEMORY_BATCH
+  if encoder is not None:
+    suite.reuse_encoder(cfg, encoder, root, embed_index=embed_index)
+  cfg.train.init_from = str(suite.run_dir(root, init_from)) if init_from else ""
+  return suite.RunSpec(f"{family}_{name}", cfg)
+
+
+def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpec]:
+  encoders = information.chunk_encoders(scale, family)
+  ae, clm = encoders["autoencoder"], encoders["clm"]
+  run = lambda *a, **k: _copy_run(scale, family, *a, root=root, **k)  # noqa: E731
+  return [
+      run("copy_trainable", "copy"),
+      run("copy_no_memory", "copy", kind="none"),
+      run("copy_frozen_ae", "copy", encoder=ae),
+      run("blank_copy_frozen_ae", "blank_copy", encoder=ae),
+      run("curriculum_frozen_ae", "copy", encoder=ae, init_from=f"{family}_blank_copy_frozen_ae"),
+      run("curriculum_no_memory", "copy", kind="none", init_from=f"{family}_blank_copy_frozen_ae"),
+      run("blank_copy_frozen_clm", "blank_copy", encoder=clm, embed_index=-2),
+      run("curriculum_frozen_clm", "copy", encoder=clm, embed_index=-2,
+          init_from=f"{family}_blank_copy_frozen_clm"),
+  ]
+
+
+def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
+  specs = []
+  for family in suite.families(scale):
+    specs += list(information.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
+  return specs
+
+
+def copy_metrics(metrics: dict[str, float]) -> tuple[float, float]:
+  """(copy accuracy, copy loss) of a copy or blank-copy run's final evaluation."""
+  key = "copy" if "copy/accuracy" in metrics else "blank_copy"
+  return metrics[f"{key}/accuracy"], metrics[f"{key}/loss"]
+
+
+def report(ctx: suite.Context) -> dict[str, Any]:
+  rows, table_rows = [], []
+  for family in suite.families(ctx.scale):
+    for label, suffix, paper in ROWS:
+      accuracy, loss = copy_metrics(ctx.eval(f"{family}_{suffix}"))
+      rows.append({"family": family, "model": label, "copy_accuracy": accuracy, "copy_loss": loss})
+      table_rows.append([family, label, accuracy, loss, paper])
+  table = suite.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
+                               table_rows)
+  fig, axes = suite.figure(2)
+  for ax, family in zip(axes, suite.families(ctx.scale)):
+    series = {}
+    for label, suffix, _ in ROWS:
+      name = f"{family}_{suffix}"
+      key = "copy/accuracy" if ctx.curve(name, "copy/accuracy") else "blank_copy/accuracy"
+      points = ctx.curve(name, key)
+      if suffix.startswith("curriculum"):  # a continuation: plot after its first stage
+        offset = ctx.results[ctx.specs[name].cfg.train.init_from.rsplit("/", 1)[-1]]["step"]
+        points = [(step + offset, value) for step, value in points]
+      series[label] = points
+    suite.plot_curves(ax, series, title=f"{family}: copy accuracy (held out)", ylabel="token accuracy")
+  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "copy.png")]}
+
+
+EXPERIMENT = suite.Experiment("copy", "Copy, blank copy and curricula (paper §5.7)", plan, report)

@@ -1,0 +1,381 @@
+"""The reproduction suite's shared machinery: scales, run configs, probes, training, tables, plots.
+
+An experiment (one module in memjax/experiments/) is a list of named runs, each an ordinary memjax run
+(`memjax.training.loop.run`) in `<workdir>/runs/<name>`, and a report built from their results. Runs
+are shared by name: two experiments (or `reproduce all`) that need the same run train it once, and a
+run already finished (or interrupted) is resumed, so an experiment re-run only redoes its report. A
+name always stands for one config; loop.run refuses a workdir whose run has a different one.
+
+Scales: `tiny` (tests: seconds per run), `cpu` (the docs/results.md numbers: minutes on 2 CPU cores,
+the `small` presets of configs/) and `paper` (the paper's sizes, for an accelerator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import ml_collections
+
+from memjax import config as mc
+
+SCALES: tuple[str, ...] = ("tiny", "cpu", "paper")
+PRESETS = {"tiny": "tiny", "cpu": "small", "paper": "paper"}
+FAMILIES: tuple[str, ...] = ("mixer", "transformer")
+CHECKOUT_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
+RUNS = "runs"
+ARCH_KEYS = ("family", "d_model", "n_layers", "n_heads", "n_kv_heads", "mlp_dim", "rope_theta",
+             "norm_eps", "mixer_kernel", "mixer_heads")
+CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
+CPU_MIXER_KERNEL = 8
+
+
+def configs_dir() -> pathlib.Path:
+  """configs/ of this checkout, else of the working directory (an installed memjax has none)."""
+  for candidate in (CHECKOUT_CONFIGS, pathlib.Path.cwd() / "configs"):
+    if (candidate / "memory.py").exists():
+      return candidate
+  raise FileNotFoundError("the experiments are built from the config files in configs/: run from a "
+                          "memjax checkout (no configs/ next to the memjax package or in the working directory)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  name: str
+  cfg: ml_collections.ConfigDict
+
+
+def check_scale(scale: str) -> None:
+  if scale not in SCALES:
+    raise ValueError(f"unknown scale {scale!r}; choose from {SCALES}")
+
+
+def towers(cfg: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+  return [cfg[key] for key in ("model", "encoder", "decoder") if key in cfg]
+
+
+def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> ml_collections.ConfigDict:
+  """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'), trained for `steps`.
+
+  `steps` is one number or a dict by scale ({'tiny': 4, 'cpu': 800, 'paper': 200_000}). At `cpu`
+  scale mixers use kernel 8 and lr 5e-3, as the headline does.
+  """
+  check_scale(scale)
+  arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
+  cfg = mc.load(configs_dir() / file, arg)
+  total = steps[scale] if isinstance(steps, dict) else steps
+  if scale == "tiny":
+    cfg.train.update(steps=total, log_every=1, eval_every=total, checkpoint_every=total,
+                     eval_batches=1, warmup_steps=min(cfg.train.warmup_steps, total - 1))
+    for tower in towers(cfg):
+      tower.n_layers = 1  # compilation is most of a tiny run's time
+  elif scale == "cpu":
+    cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
+                     checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
+    if any(t.family == "mixer" for t in towers(cfg)):
+      cfg.train.lr = CPU_MIXER_LR
+    for tower in towers(cfg):
+      if tower.family == "mixer":
+        tower.mixer_kernel = CPU_MIXER_KERNEL
+  else:
+    cfg.train.update(steps=total, checkpoint_every=min(cfg.train.checkpoint_every, total))
+  return cfg
+
+
+def encoder_section(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config section of a run's probed/reused encoder (a causal LM's whole model)."""
+  return cfg.model if cfg.task == "clm" else cfg.encoder
+
+
+def encoder_length(cfg: ml_collections.ConfigDict) -> int:
+  """Tokens one embedding of the run's encoder summarizes (a memory model's chunk length)."""
+  from memjax import models
+
+  return models.encoder_config(cfg).length
+
+
+def reuse_encoder(cfg: ml_collections.ConfigDict, source: RunSpec | None, root: pathlib.Path, *,
+                  frozen: bool = True, embed_index: int = -1,
+                  architecture: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+  """Sets `cfg.encoder` to the architecture of `source`'s encoder and loads it from its workdir.
+
+  `source=None` gives an untrained encoder of `architecture`. Returns `cfg` (modified in place).
+  """
+  arch = encoder_section(source.cfg) if source else architecture
+  for key in ARCH_KEYS:
+    cfg.encoder[key] = arch[key]
+  cfg.encoder.update(checkpoint=str(run_dir(root, source.name)) if source else "", frozen=frozen,
+                     embed_index=embed_index)
+  return cfg
+
+
+def probe(scale: str, steps: int | dict[str, int], source: RunSpec | None, root: pathlib.Path, *,
+          embed_index: int = -1, architecture: ml_collections.ConfigDict | None = None,
+          n_ctx: int | None = None, feed: str | None = None) -> ml_collections.ConfigDict:
+  """An information probe (paper Fig. 1) of `source`'s frozen encoder: a fresh decoder trained to
+  regenerate the encoder's input from its single embedding. `source=None` probes an untrained encoder
+  of `architecture`. The probe's context is the encoder's (a memory model's chunk length) unless
+  `n_ctx` is given (transformer encoders read any length; mixers only their own).
+
+  At cpu and tiny scale the decoder is fed the unrolled embedding in both families (the headline's
+  measured choice); at paper scale the preset's feed (repeat for mixers, unroll for transformers).
+  """
+  arch = encoder_section(source.cfg) if source else architecture
+  family = arch.family
+  if feed is None and scale != "paper":
+    feed = "unroll"
+  cfg = config("probe.py", scale, steps, family=family, **({"feed": feed} if feed else {}))
+  reuse_encoder(cfg, source, root, embed_index=embed_index, architecture=architecture)
+  if n_ctx is not None:
+    cfg.data.n_ctx = n_ctx
+  elif source is not None:
+    cfg.data.n_ctx = encoder_length(source.cfg)
+  return cfg
+
+
+def run_dir(root: pathlib.Path, name: str) -> pathlib.Path:
+  return pathlib.Path(root) / RUNS / name
+
+
+def set_progress(specs: Iterable[RunSpec], progress: bool, async_checkpoints: bool = True) -> None:
+  for spec in specs:
+    spec.cfg.train.update(progress=progress, async_checkpoints=async_checkpoints)
+
+
+def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict[str, dict[str, Any]]:
+  """Trains (or resumes, or just reads back) every run in order; returns each one's final results."""
+  from memjax.training import loop
+
+  names = [spec.name for spec in specs]
+  duplicates = {name for name in names if names.count(name) > 1}
+  if duplicates:
+    raise ValueError(f"run names must be unique within an experiment: {sorted(duplicates)}")
+  results = {}
+  for number, spec in enumerate(specs, 1):
+    directory = run_dir(root, spec.name)
+    finished = directory / loop.RESULTS_JSON
+    if finished.exists():
+      saved = json.loads(finished.read_text())
+      check_finished(directory, spec.cfg)  # a different run under this name is an error
+      if saved.get("step") == spec.cfg.train.steps:
+        print(f"[{number}/{len(specs)}] {label}{spec.name}: done", flush=True)
+        results[spec.name] = saved
+        continue
+    print(f"[{number}/{len(specs)}] {label}{spec.name}", flush=True)
+    start = time.perf_counter()
+    results[spec.name] = loop.run(spec.cfg, str(directory))
+    results[spec.name]["seconds"] = time.perf_counter() - start
+    finished.write_text(json.dumps(results[spec.name], indent=2))
+  return results
+
+
+def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
+  """Refuses a finished run trained with a different config. Keys its config.json lacks (options
+  added to memjax after it was trained) are listed but accepted when they hold their default; a
+  run to resume must match exactly (loop.check_workdir)."""
+  from memjax.training import encoders, loop
+
+  saved = loop._flatten(json.loads((directory / encoders.CONFIG_JSON).read_text()))
+  current = loop._flatten(json.loads(cfg.to_json_best_effort()))
+  added = {key: value for key, value in current.items() if key not in saved}
+  defaults = loop._flatten(json.loads(_defaults(cfg).to_json_best_effort()))
+  changed = {key for key, value in added.items() if defaults.get(key, object()) != value}
+  differences = loop.config_differences({k: v for k, v in saved.items()},
+                                        {k: v for k, v in current.items() if k not in added})
+  if differences or changed:
+    raise ValueError(f"{directory} holds a run with a different config; use a new workdir:\n  "
+                     + "\n  ".join(differences + [f"{k}: not in the run, config has {added[k]!r}"
+                                                    for k in sorted(changed)]))
+  if added:
+    print(f"  ({directory.name}: trained before the options {sorted(added)} existed; their defaults apply)")
+
+
+def _defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The sections memjax.config builds for every task, at their defaults (for check_finished)."""
+  size = mc.SIZES["tiny"]
+  return ml_collections.ConfigDict({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
+                                    "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
+                                    "encoder": mc.encoder(size, "mixer").to_dict(),
+                                    "decoder": mc.decoder(size, "mixer").to_dict()})
+
+
+def curve(root: pathlib.Path, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:
+  """(step, value) of one metric over a run's training, from its metrics.jsonl."""
+  from memjax.training.writers import read_metrics
+
+  return [(r["step"], r[key]) for r in read_metrics(run_dir(root, name), split) if key in r]
+
+
+def tokens_per_second(root: pathlib.Path, name: str) -> float:
+  """Median training tokens/s of a run, without its first logged interval (compilation)."""
+  import statistics
+
+  values = [value for _, value in curve(root, name, "tokens_per_s", split="train")]
+  values = values[1:] or values
+  return float(statistics.median(values)) if values else float("nan")
+
+
+def fraction_recovered(loss: float, no_memory_loss: float, trainable_memory_loss: float) -> float:
+  """metrics.information.fraction_recovered, nan where memories made no difference at all."""
+  from memjax.metrics import information
+
+  if no_memory_loss == trainable_memory_loss:
+    return float("nan")
+  return information.fraction_recovered(loss, no_memory_loss, trainable_memory_loss)
+
+
+def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
+  """A row of the paper's information tables from a probe run's final evaluation."""
+  metrics = results["eval"]
+  return labels | {"cross_entropy": metrics["reconstruction/loss"],
+                   "entropy_proportion": metrics["reconstruction/entropy_proportion"],
+                   "token_accuracy": metrics["reconstruction/accuracy"],
+                   "bits_per_byte": metrics["reconstruction/bits_per_byte"]}
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def _cell(value: Any) -> str:
+  if value is None:
+    return "—"
+  if isinstance(value, float):
+    if value != value:
+      return "nan"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
+  return str(value)
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def figure(panels: int, width: float = 5.5, height: float = 4.0):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+  return fig, list(axes[0])
+
+
+def plot_curves(ax, series: dict[str, list[tuple[int, float]]], *, title: str, xlabel: str = "step",
+                ylabel: str = "", log_y: bool = False) -> None:
+  for label, points in series.items():
+    if points:
+      ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+  ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+  if log_y:
+    ax.set_yscale("log")
+  if series:
+    ax.legend(fontsize=8)
+
+
+def plot_bars(ax, labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str,
+              fmt: str = "{:.1%}") -> None:
+  drawn = ax.bar(range(len(labels)), values, color="#1b9e77")
+  ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+  for bar, value in zip(drawn, values):
+    ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center", va="bottom", fontsize=7)
+  ax.set(title=title, ylabel=ylabel)
+
+
+def save(fig, path: pathlib.Path) -> str:
+  import matplotlib.pyplot as plt
+
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path.name
+
+
+# ------------------------------------------------------------------------------ experiments
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """`plan(scale, root)` lists the runs; `report(context)` turns their results into a summary with
+  at least 'table' (markdown) and 'figures' (PNG names written to context.out)."""
+
+  name: str
+  title: str
+  plan: Callable[[str, pathlib.Path], list[RunSpec]]
+  report: Callable[["Context"], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  scale: str
+  root: pathlib.Path
+  out: pathlib.Path
+  specs: dict[str, RunSpec]
+  results: dict[str, dict[str, Any]]
+
+  def eval(self, name: str) -> dict[str, float]:
+    return self.results[name]["eval"]
+
+  def curve(self, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:
+    return curve(self.root, name, key, split)
+
+
+def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path, *,
+                   progress: bool = True) -> dict[str, Any]:
+  """Trains an experiment's runs and writes <root>/<name>/{results.json, results.md, *.png}."""
+  check_scale(scale)
+  root = pathlib.Path(root)
+  start = time.perf_counter()
+  specs = experiment.plan(scale, root)
+  set_progress(specs, progress)
+  results = train(specs, root, label=f"{experiment.name}: ")
+  out = root / experiment.name
+  out.mkdir(parents=True, exist_ok=True)
+  context = Context(scale, root, out, {s.name: s for s in specs}, results)
+  summary = experiment.report(context)
+  trained = sum(r.get("seconds", 0.0) for r in results.values())
+  summary |= {"experiment": experiment.name, "scale": scale,
+              "minutes": (time.perf_counter() - start) / 60,
+              "training_minutes_this_call": trained / 60,
+              "runs": {name: {"step": r["step"], "eval": r["eval"], "seconds": r.get("seconds")}
+                       for name, r in results.items()}}
+  (out / "results.json").write_text(json.dumps(summary, indent=2))
+  markdown = (f"# {experiment.title}\n\nScale `{scale}`; {len(specs)} runs in {root / RUNS}.\n\n"
+              + summary["table"] + "\n\n" + "\n".join(f"![{f}]({f})" for f in summary["figures"]) + "\n")
+  (out / "results.md").write_text(markdown)
+  return summary
+
+
+def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]:
+  """The final state of a finished run evaluated on other objectives (e.g. a CLM-only memory model
+  on copy): its config with `objective.stages=stages`, its latest checkpoint, held-out batches."""
+  from memjax.training import checkpoint, encoders, loop
+  from memjax.training.state import TrainState
+
+  cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
+  cfg.objective.stages = stages
+  cfg.train.steps = max(cfg.train.steps, len(stages.split(",")))  # room for every stage (no training)
+  if "restart_stages" in cfg.objective:
+    cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
+  trainer = loop.Trainer(cfg)
+  mngr = checkpoint.manager(run_dir(root, spec.name) / encoders.CHECKPOINTS)
+  try:
+    target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
+    state = TrainState(**checkpoint.restore(mngr, mngr.latest_step(), target))
+  finally:
+    mngr.close()
+  return trainer.evaluate(state)
+
+
+def families(scale: str) -> tuple[str, ...]:
+  """The model families an experiment trains: both, except at `tiny` scale (tests), where only the
+  information experiment trains both and the others run mixers (the code paths are the same)."""
+  return FAMILIES if scale != "tiny" else ("mixer",)

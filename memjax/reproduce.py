@@ -1,0 +1,91 @@
+"""Reproduce the paper's findings, one command per experiment.
+
+  python -m memjax.reproduce NAME [--scale=tiny|cpu|paper] [--workdir=DIR]
+  python -m memjax.reproduce all --scale=cpu
+  python -m memjax.reproduce NAME --scale=paper --dry-run [--devices=8] [--mfu=0.4]
+
+NAME is one of EXPERIMENTS (or `all`). Every experiment is a set of ordinary memjax runs in
+DIR/runs/<run> (resumable: run the command again after an interruption; runs shared between
+experiments train once) and a report in DIR/NAME/: results.json, results.md (the table beside the
+paper's numbers) and PNG figures. `--dry-run` trains nothing: it builds every run abstractly and
+prints its parameters, FLOPs per token, tokens to train, compiled per-device memory of one train step
+on a mesh of --devices devices, and accelerator-hours at the stated MFU (see memjax/experiments/dryrun.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
+                                "context_length")
+
+
+def experiment(name: str):
+  if name not in EXPERIMENTS:
+    raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS} or 'all'")
+  return importlib.import_module(f"memjax.experiments.{name}").EXPERIMENT
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m memjax.reproduce", description=__doc__.split("\n\n")[0])
+  parser.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}, or 'all'")
+  parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "paper"))
+  parser.add_argument("--workdir", default="", help="default: runs/reproduce_<scale>")
+  parser.add_argument("--dry-run", action="store_true", help="build every run without training")
+  parser.add_argument("--devices", type=int, default=8, help="dry run: devices of the target mesh")
+  parser.add_argument("--mfu", type=float, default=0.4, help="dry run: assumed model FLOPs utilization")
+  parser.add_argument("--peak-tflops", type=float, default=989.0,
+                      help="dry run: accelerator peak (default: H100 SXM dense bf16, 989 TFLOP/s)")
+  parser.add_argument("--no-compile", action="store_true", help="dry run: skip the compiled memory")
+  parser.add_argument("--no-lower", action="store_true",
+                      help="dry run: no XLA at all (analytic FLOPs, no memory figure; seconds per run)")
+  parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
+  parser.add_argument("--out", default="", help="dry run: also write the full report to this JSON file")
+  args = parser.parse_args(argv)
+  if args.name != "all" and args.name not in EXPERIMENTS:
+    parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}, all")
+  if args.dry_run and args.scale != "paper":
+    parser.error("--dry-run sizes the paper-scale runs: add --scale=paper")
+  if not 0 < args.mfu <= 1:
+    parser.error(f"--mfu must be in (0, 1], got {args.mfu}")
+  return args
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = parse(sys.argv[1:] if argv is None else argv)
+  names = EXPERIMENTS if args.name == "all" else (args.name,)
+  workdir = args.workdir or f"runs/reproduce_{args.scale}"
+  if args.dry_run:
+    flag = f"--xla_force_host_platform_device_count={args.devices}"
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+      os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    from memjax.experiments import dryrun
+
+    report = dryrun.dry_run([experiment(n) for n in names], devices=args.devices, mfu=args.mfu,
+                            peak_flops=args.peak_tflops * 1e12, compile_memory=not args.no_compile, lower=not args.no_lower)
+    print(dryrun.table(report))
+    print(json.dumps(report["totals"], indent=2))
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    return
+  from memjax import runtime
+
+  runtime.tune()  # before jax is imported
+  from memjax.experiments import suite
+
+  for name in names:
+    summary = suite.run_experiment(experiment(name), args.scale, workdir, progress=not args.quiet)
+    print(f"\n{summary['table']}\n\n{name}: {summary['minutes']:.1f} min; "
+          f"{workdir}/{name}/results.md, results.json, {', '.join(summary['figures'])}", flush=True)
+
+
+if __name__ == "__main__":
+  try:
+    main()
+  except (ValueError, FileNotFoundError) as error:
+    sys.exit(f"memjax.reproduce: error: {error}")

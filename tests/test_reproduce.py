@@ -1,0 +1,171 @@
+"""The reproduction suite (memjax.reproduce): every experiment end to end at tiny scale, the
+paper-scale dry run of every experiment, and the pieces the reports are built from."""
+
+import json
+import math
+import pathlib
+
+import pytest
+
+from memjax import reproduce
+from memjax.experiments import suite
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, data_cache):
+  """Every experiment at tiny scale in one workdir (runs shared between experiments train once)."""
+  import os
+
+  # MEMJAX_REPRODUCE_ROOT: reuse (and complete) the runs of an earlier tiny workdir
+  root = pathlib.Path(os.environ.get("MEMJAX_REPRODUCE_ROOT") or tmp_path_factory.mktemp("reproduce"))
+  summaries = {}
+  for name in reproduce.EXPERIMENTS:
+    experiment = reproduce.experiment(name)
+    summaries[name] = suite.run_experiment(experiment, "tiny", root, progress=False)
+  return root, summaries
+
+
+@pytest.mark.parametrize("name", reproduce.EXPERIMENTS)
+def test_each_experiment_writes_its_results_table_and_figures(reproduced, name):
+  root, summaries = reproduced
+  out = root / name
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["experiment"] == name and saved["scale"] == "tiny"
+  assert saved["rows"] == summaries[name]["rows"] and saved["rows"]
+  markdown = (out / "results.md").read_text()
+  assert saved["table"] in markdown and markdown.count("\n|") >= len(saved["rows"])
+  for figure in saved["figures"]:
+    assert (out / figure).stat().st_size > 5_000  # a drawn PNG
+  for run, result in saved["runs"].items():
+    assert (root / suite.RUNS / run / "config.json").exists() and result["step"] >= 1
+
+
+def test_information_rows_are_one_per_family_and_encoder(reproduced):
+  rows = reproduced[1]["information"]["rows"]
+  assert [(r["family"], r["encoder"]) for r in rows] == [
+      (family, label) for family in ("mixer", "transformer")
+      for label in ("Untrained", "Causal LM", "Autoencoder", "Memory model (CLM)", "Memory model (combined)")]
+  for row in rows:
+    assert 0.0 <= row["token_accuracy"] <= 1.0 and row["cross_entropy"] > 0
+    # I_e = 1 - CE / H0, H0 for uniform U[0,1) logits over the tiny 512-token vocabulary (hand value)
+    h0 = math.log(512 * (math.e - 1)) - 0.5
+    assert row["entropy_proportion"] == pytest.approx(1 - row["cross_entropy"] / h0, abs=2e-3)
+
+
+def test_runs_are_shared_between_experiments_and_probes_read_the_right_encoders(reproduced):
+  root, summaries = reproduced
+  assert "mixer_memory_clm" in summaries["memory"]["runs"] and "mixer_memory_clm" in summaries["information"]["runs"]
+  probe = json.loads((root / suite.RUNS / "mixer_probe_causal_lm" / "config.json").read_text())
+  assert probe["encoder"]["checkpoint"] == str(root / suite.RUNS / "mixer_clm")
+  assert probe["encoder"]["embed_index"] == -2 and probe["encoder"]["frozen"]
+  memory_probe = json.loads((root / suite.RUNS / "mixer_probe_memory_model_clm" / "config.json").read_text())
+  memory_run = json.loads((root / suite.RUNS / "mixer_memory_clm" / "config.json").read_text())
+  assert memory_probe["data"]["n_ctx"] == memory_run["data"]["n_ctx"] // memory_run["memory"]["chunks"]
+
+
+def test_chained_stages_start_from_the_previous_stage(reproduced):
+  """The curriculum's copy stage and its negative control start from the blank-copy run's decoder."""
+  import numpy as np
+
+  from memjax.training import checkpoint, encoders
+
+  root = reproduced[0]
+  def decoder_embedding(run, step):
+    mngr = checkpoint.manager(root / suite.RUNS / run / encoders.CHECKPOINTS)
+    shapes = checkpoint.stored_shapes(mngr, step)
+    import jax
+    target = {"params": {"decoder": {"embed": {"embedding": jax.ShapeDtypeStruct(
+        shapes["params/decoder/embed/embedding"], "float32")}}}}
+    value = checkpoint.restore(mngr, step, target)["params"]["decoder"]["embed"]["embedding"]
+    mngr.close()
+    return np.asarray(value)
+
+  source = decoder_embedding("mixer_blank_copy_frozen_ae", 2)
+  for run in ("mixer_curriculum_frozen_ae", "mixer_curriculum_no_memory"):
+    config = json.loads((root / suite.RUNS / run / "config.json").read_text())
+    assert config["train"]["init_from"] == str(root / suite.RUNS / "mixer_blank_copy_frozen_ae")
+    continued = decoder_embedding(run, 2)
+    # two AdamW steps at the tiny lr move each entry by at most ~2 * lr
+    assert np.abs(continued - source).max() < 3 * config["train"]["lr"]
+
+
+def test_paper_scale_dry_run_sizes_every_experiment():
+  from memjax.experiments import dryrun
+
+  report = dryrun.dry_run([reproduce.experiment(n) for n in reproduce.EXPERIMENTS], devices=8,
+                          lower=False)
+  by_run = {r["run"]: r for r in report["rows"]}
+  assert set(report["totals"]["by_experiment"]) == set(reproduce.EXPERIMENTS)
+  clm = by_run["transformer_clm"]  # paper §2.7: d 512, 16 layers, 8k vocab, 200k x 128 x 512 tokens
+  assert clm["tokens"] == 200_000 * 128 * 512
+  blocks = 16 * (4 * 512 * 512 + 3 * 512 * 2048)  # attention + SwiGLU, by hand
+  assert clm["params"] == pytest.approx(blocks + 2 * 8000 * 512, rel=0.01)
+  assert clm["flops_per_token"] == pytest.approx(6 * (blocks + 8000 * 512) + 16 * 6 * 512 * 512, rel=0.01)
+  assert by_run["mixer_memory_frozen_ae"]["frozen_params"] > 0 and by_run["mixer_memory_clm"]["frozen_params"] == 0
+  for row in report["rows"]:
+    assert row["params"] > 0 and row["accelerator_hours"] > 0
+    assert row["accelerator_hours"] == pytest.approx(
+        row["total_flops"] / (989e12 * 0.4) / 3600, rel=1e-9)
+  assert "transformer_clm" in dryrun.table(report)
+
+
+def test_dry_run_flops_match_xla_and_memory_is_compiled(tiny):
+  """The analytic FLOP count agrees with XLA's count of the compiled train step (which also counts
+  norms, softmaxes and the optimizer); the compiled step's per-device memory is reported."""
+  import jax
+
+  from memjax.experiments import dryrun, information, memory
+
+  specs = [information.trained_runs("tiny", "transformer")["autoencoder"],
+           memory.memory_run("tiny", "mixer", "parallel", stages="combined")]
+  for spec in specs:
+    sized = dryrun.size_run(spec, jax.devices()[:8], compile_memory=True, cache={})
+    for entry in sized["objectives"].values():
+      assert 0.95 < entry["step_flops"] / entry["analytic_step_flops"] < 1.35
+      assert entry["memory_gib_per_device"] > 0
+
+
+def test_markdown_table_and_fraction_recovered_curve():
+  table = suite.markdown_table(["a", "b"], [["x", 0.12345], ["y", None]])
+  assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.1235 |", "| y | — |"]
+
+  class Ctx:
+    def curve(self, name, key):
+      return {"frozen": [(10, 4.0), (20, 3.0)], "none": [(10, 5.0), (20, 4.0)],
+              "trainable": [(10, 3.0), (20, 2.0)]}[name]
+
+  from memjax.experiments import frozen
+  # (5 - 4) / (5 - 3) = 0.5 and (4 - 3) / (4 - 2) = 0.5, by hand
+  assert frozen.fraction_curve(Ctx(), "frozen", "none", "trainable") == [(10, 0.5), (20, 0.5)]
+
+
+def test_cli_names_bad_input(capsys):
+  for argv, message in ((["nonsense"], "unknown experiment"), (["memory", "--scale=huge"], "invalid choice"),
+                        (["memory", "--dry-run"], "--scale=paper"),
+                        (["memory", "--scale=paper", "--dry-run", "--mfu=2"], "--mfu")):
+    with pytest.raises(SystemExit):
+      reproduce.parse(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_warm_start_refuses_a_folder_that_is_not_a_run(tmp_path, tiny):
+  from memjax.training import loop
+
+  cfg = tiny("clm.py:tiny", steps=3)
+  cfg.train.init_from = str(tmp_path / "missing")
+  with pytest.raises(FileNotFoundError, match="init_from"):
+    loop.run(cfg, str(tmp_path / "run"))
+
+
+def test_finished_runs_accept_options_added_later_only_at_their_defaults(tmp_path):
+  cfg = suite.config("clm.py", "tiny", 2)
+  saved = json.loads(cfg.to_json_best_effort())
+  del saved["train"]["init_from"]  # a run trained before train.init_from existed
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  suite.check_finished(tmp_path, cfg)
+  cfg.train.init_from = "/elsewhere"
+  with pytest.raises(ValueError, match="init_from"):
+    suite.check_finished(tmp_path, cfg)
+  cfg.train.init_from, cfg.train.lr = "", 1.0
+  with pytest.raises(ValueError, match="train.lr"):
+    suite.check_finished(tmp_path, cfg)
