@@ -80,13 +80,19 @@ class MixerMLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(x_BxTxD), approximate=False))
 
 
+def layer_norm(d_model: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  """torch.nn.LayerNorm: eps 1e-5 and the two-pass variance (flax's default E[x^2] - E[x]^2 loses
+  float32 precision on rows with a large mean, e.g. the constant vectors of padding slots)."""
+  return nnx.LayerNorm(d_model, epsilon=LAYER_NORM_EPS, use_fast_variance=False, rngs=rngs)
+
+
 class MixerBlock(nnx.Module):
   """Pre-LayerNorm residual block: x + mix(norm(x)), then x + mlp(norm(x))."""
 
   def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
-    self.mix_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mix_norm = layer_norm(cfg.d_model, rngs)
     self.mix = TokenMixing(cfg, rngs=rngs)
-    self.mlp_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mlp_norm = layer_norm(cfg.d_model, rngs)
     self.mlp = MixerMLP(cfg, rngs=rngs)
 
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
