@@ -10,6 +10,8 @@ Argument: a preset (tiny | small | paper), then optional keys:
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
+A frozen encoder keeps its own token embedding frozen (encoder.frozen_scope='all'), except in the
+paper preset, where a fresh trainable embedding feeds the frozen blocks ('blocks'), as the reference.
 """
 
 import ml_collections
@@ -32,6 +34,7 @@ def get_config(arg=None):
     cfg.data.n_ctx = 1024
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.objective.copy_delimiter_tokens = 3
+    cfg.encoder.frozen_scope = "blocks"
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
   return cfg

@@ -124,7 +124,9 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
 
 def encoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
   """An encoder tower: architecture plus where its single embedding is read and how it is reused."""
-  reuse = dict(embed_index=-1, compression=1, checkpoint="", frozen=False)
+  # frozen_scope (when frozen): 'all' (embedding and blocks) or 'blocks' (a fresh trainable embedding
+  # in front of frozen blocks, as the reference; memjax/training/encoders.py)
+  reuse = dict(embed_index=-1, compression=1, checkpoint="", frozen=False, frozen_scope="all")
   return architecture(size, family, **reuse | overrides)
 
 
