@@ -35,6 +35,7 @@ def get_config(arg=None):
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.objective.copy_delimiter_tokens = 3
     cfg.encoder.frozen_scope = "blocks"
+    cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
   return cfg

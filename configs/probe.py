@@ -26,6 +26,7 @@ def get_config(arg=None):
   cfg.decoder = mc.decoder(size, arg.family, feed=feed)
   if arg.preset == "paper":  # paper §2.3: probe decoders d=1024 (mixers) / 512 (transformers), 8 layers
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
+    cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.decoder.n_layers = 8
     cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512
   return cfg

@@ -115,6 +115,9 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
   cfg = ml_collections.ConfigDict()
   cfg.task = task
   cfg.seed = seed
+  # 'memjax' or 'reference': how autoencoders' and memory models' own token embeddings and heads
+  # are initialized (memjax/models/init.py); the paper presets use 'reference'.
+  cfg.init = "memjax"
   cfg.data = data(size, preset)
   cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32")
   cfg.objective = objective(stages)

@@ -23,14 +23,15 @@ class Autoencoder(nnx.Module):
   """tokens [B, T] -> {'logits' [B, T, V] (position t regenerates token t), 'embedding' [B, E]}."""
 
   def __init__(self, encoder: StackConfig, decoder: StackConfig, *, feed: Feed = "repeat",
-               embed_index: int = -1, compression: int = 1, rngs: nnx.Rngs):
+               embed_index: int = -1, compression: int = 1, init_convention: str = "memjax",
+               rngs: nnx.Rngs):
     if feed not in FEEDS:
       raise ValueError(f"decoder feed must be one of {FEEDS}, got {feed!r}")
-    self.encoder = TokenEncoder(encoder, rngs=rngs)
+    self.encoder = TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
     self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
     self.unroll = Unroll(decoder.d_model, rngs=rngs) if feed == "unroll" else None
     self.decoder = Stack(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
 
   def embed(self, tokens_BxT: jax.Array) -> jax.Array:

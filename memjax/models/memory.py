@@ -57,16 +57,17 @@ class MemoryModel(nnx.Module):
 
   def __init__(self, encoder: StackConfig | None, decoder: StackConfig, *, chunks: int,
                slots: Slots = "fixed", embed_index: int = -1, compression: int = 1,
-               pad_value: float = 1.0, rngs: nnx.Rngs):
+               pad_value: float = 1.0, init_convention: str = "memjax", rngs: nnx.Rngs):
     if chunks < 2:
       raise ValueError(f"a memory model needs at least 2 chunks, got {chunks}")
     if slots not in SLOTS:
       raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
-    self.encoder = TokenEncoder(encoder, rngs=rngs) if encoder is not None else None
+    self.encoder = (TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
+                    if encoder is not None else None)
     self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
                    if encoder is not None else None)
-    self.decoder = TokenEncoder(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
     self.d_model = decoder.d_model
 

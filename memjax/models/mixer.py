@@ -14,20 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax.models.config import StackConfig
-from memjax.models.dense import Dense
+from memjax.models.init import torch_linear, torch_uniform
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default, as in the reference
-
-
-def torch_uniform(fan_in: int) -> nnx.Initializer:
-  """PyTorch's default Linear / Conv initializer: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = fan_in**-0.5
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def torch_linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
-  init = torch_uniform(d_in)
-  return Dense(d_in, d_out, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 def shifted_features(z_BxTxF: jax.Array, kernel: int) -> jax.Array:

@@ -19,11 +19,11 @@ class OracleMemoryModel(nnx.Module):
   """tokens [B, T] -> {'logits' [B, T, V] (position t predicts token t+1), 'memories' [B, 1, D]}."""
 
   def __init__(self, encoder: StackConfig, decoder: StackConfig, *, embed_index: int = -1,
-               compression: int = 1, rngs: nnx.Rngs):
-    self.encoder = TokenEncoder(encoder, rngs=rngs)
+               compression: int = 1, init_convention: str = "memjax", rngs: nnx.Rngs):
+    self.encoder = TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
     self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
-    self.decoder = TokenEncoder(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
 
   def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:

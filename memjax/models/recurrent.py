@@ -19,9 +19,10 @@ from memjax.models.stack import TokenEncoder, lm_head
 class RecurrentMemoryModel(nnx.Module):
   """tokens [B, K*L] -> {'logits' [B, K*L, V] (position t predicts token t+1), 'memories' [B, K, D]}."""
 
-  def __init__(self, decoder: StackConfig, *, chunks: int, pad_value: float = 1.0, rngs: nnx.Rngs):
-    self.decoder = TokenEncoder(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+  def __init__(self, decoder: StackConfig, *, chunks: int, pad_value: float = 1.0,
+               init_convention: str = "memjax", rngs: nnx.Rngs):
+    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.chunks, self.pad_value, self.d_model = chunks, pad_value, decoder.d_model
 
   def __call__(self, tokens_BxN: jax.Array) -> dict[str, jax.Array]:

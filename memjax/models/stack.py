@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from memjax.models import mixer, transformer
+from memjax.models import init, mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 
@@ -49,11 +49,6 @@ class Stack(nnx.Module):
     return self.norm(x_BxTxD) if self.norm is not None else x_BxTxD
 
 
-def embedding_init(family: str) -> nnx.Initializer:
-  """HF Llama initializes embeddings N(0, 0.02); torch.nn.Embedding (the mixers) N(0, 1)."""
-  return nnx.initializers.normal(0.02 if family == "transformer" else 1.0)
-
-
 class TokenEncoder(nnx.Module):
   """Token embedding followed by a stack: token ids [B, T] -> hidden states [B, T, D].
 
@@ -61,18 +56,18 @@ class TokenEncoder(nnx.Module):
   an autoencoder or of a memory model.
   """
 
-  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
-    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embedding_init(cfg.family),
-                           rngs=rngs)
+  def __init__(self, cfg: StackConfig, *, init_convention: str = "memjax", rngs: nnx.Rngs):
+    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, rngs=rngs,
+                           embedding_init=init.token_embedding(cfg.family, init_convention))
     self.stack = Stack(cfg, rngs=rngs)
 
   def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
     return self.stack(self.embed(tokens_BxT))
 
 
-def lm_head(cfg: StackConfig, rngs: nnx.Rngs) -> Dense:
-  init = transformer.LLAMA_INIT if cfg.family == "transformer" else mixer.torch_uniform(cfg.d_model)
-  return Dense(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+def lm_head(cfg: StackConfig, rngs: nnx.Rngs, init_convention: str = "memjax") -> Dense:
+  kernel_init = init.lm_head(cfg.family, cfg.d_model, init_convention)
+  return Dense(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=kernel_init, rngs=rngs)
 
 
 def logits_from(hidden_BxTxD: jax.Array, head: Dense | None, embed: nnx.Embed | None) -> jax.Array:

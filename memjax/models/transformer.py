@@ -13,8 +13,7 @@ from flax import nnx
 
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
-
-LLAMA_INIT = nnx.initializers.normal(stddev=0.02)
+from memjax.models.init import LLAMA
 
 
 def rope_angles(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +106,7 @@ def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
 
 
 def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
-  return Dense(d_in, d_out, use_bias=False, kernel_init=LLAMA_INIT, rngs=rngs)
+  return Dense(d_in, d_out, use_bias=False, kernel_init=LLAMA, rngs=rngs)
 
 
 class Attention(nnx.Module):
