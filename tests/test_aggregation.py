@@ -20,7 +20,7 @@ def fixed_model(logits_BxTxV):
   """A stand-in model: returns the given logits and records the inputs it was fed."""
   fed = []
 
-  def model(tokens_BxT):
+  def model(tokens_BxT, mask_BxT=None):
     fed.append(np.asarray(tokens_BxT))
     return {"logits": jnp.asarray(logits_BxTxV)}
 

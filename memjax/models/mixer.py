@@ -84,6 +84,8 @@ class MixerBlock(nnx.Module):
     self.mlp_norm = layer_norm(cfg.d_model, rngs)
     self.mlp = MixerMLP(cfg, rngs=rngs)
 
-  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    """`mask_BxT` is ignored: a mixer's token mixing has no padding mask (nor the reference's)."""
+    del mask_BxT
     x_BxTxD = x_BxTxD + self.mix(self.mix_norm(x_BxTxD))
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))

@@ -26,7 +26,7 @@ class OracleMemoryModel(nnx.Module):
     self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
 
-  def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:
-    memory_Bx1xD = self.bridge(embedding_at(self.encoder(tokens_BxT), self.embed_index))[:, None]
-    logits_BxTxV, _ = decode_after_prefix(self.decoder, self.head, memory_Bx1xD, tokens_BxT)
+  def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
+    memory_Bx1xD = self.bridge(embedding_at(self.encoder(tokens_BxT, mask_BxT), self.embed_index))[:, None]
+    logits_BxTxV, _ = decode_after_prefix(self.decoder, self.head, memory_Bx1xD, tokens_BxT, mask_BxT)
     return {"logits": logits_BxTxV, "memories": memory_Bx1xD}

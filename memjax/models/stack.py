@@ -38,9 +38,10 @@ class Stack(nnx.Module):
     self.scan_layers = cfg.scan_layers
     self.norm = transformer.final_norm(cfg, rngs) if cfg.family == "transformer" else None
 
-  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    """`mask_BxT` (1 on tokens, 0 on padding): transformer positions never attend to padding."""
     graphdef, layers = nnx.split(self.blocks)
-    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x)
+    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x, mask_BxT)
     if self.scan_layers:
       x_BxTxD, _ = jax.lax.scan(lambda x, layer: (apply_block(x, layer), None), x_BxTxD, layers)
     else:
@@ -61,8 +62,8 @@ class TokenEncoder(nnx.Module):
                            embedding_init=init.token_embedding(cfg.family, init_convention))
     self.stack = Stack(cfg, rngs=rngs)
 
-  def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
-    return self.stack(self.embed(tokens_BxT))
+  def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    return self.stack(self.embed(tokens_BxT), mask_BxT)
 
 
 def lm_head(cfg: StackConfig, rngs: nnx.Rngs, init_convention: str = "memjax") -> Dense:

@@ -34,7 +34,8 @@ class Objective:
 
   def __call__(self, model: nnx.Module, batch: Batch, step: jax.Array) -> tuple[jax.Array, Metrics]:
     viewed = {name: view(batch) for name, view in self.views.items()}
-    outputs = {name: model(batch_view["inputs"]) for name, batch_view in viewed.items()}
+    outputs = {name: model(batch_view["inputs"], batch_view.get("input_mask"))
+               for name, batch_view in viewed.items()}
     return self.loss(outputs, viewed, step)
 
 
