@@ -36,6 +36,7 @@ def get_config(arg=None):
     cfg.objective.copy_delimiter_tokens = 3
     cfg.encoder.frozen_scope = "blocks"
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
+    cfg.data.pad_side = "right"  # the copy's first half is the document's start (padded as needed)
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
   return cfg

@@ -81,8 +81,11 @@ def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.
       eval_documents=50_000 if paper else 40,  # the first N documents are held out
       tokenizer="",  # a tokenizer.json path; empty: train (and cache) a byte-level BPE
       vocab_size=size["vocab_size"], n_ctx=size["n_ctx"],
-      mode="pack",  # 'pack' (documents joined by end-of-text) or 'pad' (one document per example)
-      pad_side="right", cache_dir="") | overrides)
+      # 'pack' (documents joined by end-of-text) or 'pad' (one document per example, truncated and
+      # padded; the paper's, with left padding so that the last position is a token)
+      mode="pad" if paper else "pack", pad_side="left" if paper else "right",
+      eval_full_length=paper,  # 'pad' mode: evaluate only documents of at least n_ctx tokens
+      cache_dir="") | overrides)
 
 
 def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
