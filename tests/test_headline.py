@@ -17,6 +17,7 @@ def test_the_headline_runs_end_to_end_and_reports_the_table(tmp_path):
   assert json.loads((tmp_path / "results.json").read_text())["rows"] == summary["rows"]
   probe_cfg = json.loads((tmp_path / "probe_causal" / "config.json").read_text())
   assert probe_cfg["encoder"]["checkpoint"] == str(tmp_path / "clm") and probe_cfg["encoder"]["embed_index"] == -2
+  assert summary["probe_frozen_scope"] == "all"
   text = headline.table(summary["rows"])
   assert "Autoencoder" in text and "I_e" in text
 
