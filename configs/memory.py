@@ -6,7 +6,7 @@ Argument: a preset (tiny | small | paper), then optional keys:
   kind     parallel (the memory model) | none (constant memories) | full (full-context decoder)
            | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
   stages   an objective or a curriculum: clm | copy | blank_copy | combined |
-           e.g. 'blank_copy:1000,copy:1000,combined'
+           e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
@@ -37,6 +37,9 @@ def get_config(arg=None):
     cfg.encoder.frozen_scope = "blocks"
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.data.pad_side = "right"  # the copy's first half is the document's start (padded as needed)
+    # The reference's combined objective: blank copy, and copy at half the weight of next-token
+    # prediction (its per-chunk normalization, reference-code.md §3.4); stages restart (mc.base).
+    cfg.objective.update(combined_copy="blank_copy", copy_weight=0.5)
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
   return cfg

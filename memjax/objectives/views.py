@@ -1,6 +1,6 @@
-"""Batch views: pure functions from a data batch {'tokens', 'mask'} to what a model is trained on,
-{'inputs', 'targets', 'weights', 'input_mask'} (weight 0 = no target at that position; input_mask 0 =
-a padding input, which transformer positions do not attend to)."""
+"""Batch views: pure functions from a data batch {'tokens' [B, T] int, 'mask' [B, T] float} to what a
+model is trained on, {'inputs', 'targets', 'weights', 'input_mask'}, all [B, T] (weight 0 = no target
+there; input_mask 0 = a padding input, which transformer positions do not attend to)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ def copy(batch: Batch, *, blank_id: int | None = None, delimiter_id: int = 0,
     weights = weights.at[:, delimiter].set(0.0)
     input_mask = input_mask.at[:, delimiter].set(1.0)
   return {"inputs": inputs, "targets": targets, "weights": weights, "input_mask": input_mask}
+
+
+def blank_copy(batch: Batch, *, blank_id: int, delimiter_id: int = 0,
+               delimiter_tokens: int = 0) -> dict[str, jax.Array]:
+  """The copy task with the copied half's inputs set to `blank_id`: only memories can carry it."""
+  return copy(batch, blank_id=blank_id, delimiter_id=delimiter_id, delimiter_tokens=delimiter_tokens)
