@@ -78,14 +78,18 @@ class MemoryModel(nnx.Module):
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
     self.d_model = decoder.d_model
 
-  def memories(self, chunks_BxKxL: jax.Array, mask_BxKxL: jax.Array | None = None) -> jax.Array:
-    """One memory per chunk but the last, [B, K-1, D], from one batched encoder call."""
-    B, K, L = chunks_BxKxL.shape
+  def encode(self, chunks_BxCxL: jax.Array, mask_BxCxL: jax.Array | None = None) -> jax.Array:
+    """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
+    B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
-      return jnp.full((B, K - 1, self.d_model), self.pad_value, jnp.float32)
-    mask = None if mask_BxKxL is None else mask_BxKxL[:, :-1].reshape(B * (K - 1), L)
-    hidden = self.encoder(chunks_BxKxL[:, :-1].reshape(B * (K - 1), L), mask)
-    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, K - 1, -1)
+      return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)
+    mask = None if mask_BxCxL is None else mask_BxCxL.reshape(B * C, L)
+    hidden = self.encoder(chunks_BxCxL.reshape(B * C, L), mask)
+    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, C, -1)
+
+  def memories(self, chunks_BxKxL: jax.Array, mask_BxKxL: jax.Array | None = None) -> jax.Array:
+    """One memory per chunk but the last, [B, K-1, D]."""
+    return self.encode(chunks_BxKxL[:, :-1], None if mask_BxKxL is None else mask_BxKxL[:, :-1])
 
   def __call__(self, tokens_BxN: jax.Array, mask_BxN: jax.Array | None = None) -> dict[str, jax.Array]:
     """`mask_BxN` (1 on tokens, 0 on padding): transformers attend to tokens and to the memories of
