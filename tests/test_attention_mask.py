@@ -83,3 +83,18 @@ def test_mixers_read_padding_as_the_reference_does():
   first = np.asarray(model(jnp.asarray(tokens), jnp.asarray(mask))["logits"])
   second = np.asarray(model(jnp.asarray(repadded(tokens, mask, 1)), jnp.asarray(mask))["logits"])
   assert np.abs(first[mask > 0] - second[mask > 0]).max() > 1e-4
+
+
+def test_the_gpu_branch_masks_padding_like_the_cpu_one(monkeypatch):
+  """The GPU branch (jax.nn.dot_product_attention with a bias, run here by XLA) against the CPU
+  kernel, padding rows included."""
+  from memjax.models import transformer
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=(2, 6, n, 8)), jnp.float32) for n in (4, 2, 2))
+  mask = jnp.asarray([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]], jnp.float32)
+  cpu = np.asarray(transformer.causal_attention(q, k, v, mask))
+  monkeypatch.setattr(transformer.jax, "default_backend", lambda: "gpu")
+  gpu = np.asarray(transformer.causal_attention(q, k, v, mask))
+  np.testing.assert_allclose(gpu, cpu, atol=1e-5)
+  unmasked = np.asarray(transformer.causal_attention(q, k, v))
+  assert np.abs(unmasked[0, 2:] - gpu[0, 2:]).max() > 1e-3
