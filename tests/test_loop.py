@@ -119,7 +119,7 @@ def test_frozen_blocks_behind_a_fresh_trainable_embedding(tiny, trained_autoenco
   assert any("encoder/embed" in p for p in opt_paths) and not any("encoder/stack" in p for p in opt_paths)
   # A run with frozen blocks is itself a source: its export holds its own embedding and the blocks.
   exported = encoders.export(str(tmp_path / "probe"), str(tmp_path / "export"))
-  probe_all = tiny("probe.py:tiny", steps=1)
+  probe_all = tiny("probe.py:tiny", steps=3)
   probe_all.encoder.checkpoint = str(exported)
   loop.run(probe_all, str(tmp_path / "probe_of_export"))
   again = final_state(tmp_path / "probe_of_export")["frozen"]["encoder"]
