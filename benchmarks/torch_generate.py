@@ -50,22 +50,24 @@ def main() -> None:
     common = dict(do_sample=False, pad_token_id=0, eos_token_id=None)
 
     def timed(new):
-      start = time.perf_counter()
+      start, cpu = time.perf_counter(), time.process_time()
       with torch.inference_mode():
         out = model.generate(prompt, max_new_tokens=new, min_new_tokens=new, **common)
       assert out.shape[1] == context + new
-      return time.perf_counter() - start
+      return time.perf_counter() - start, time.process_time() - cpu
 
-    prefill, total = [], []
+    prefill, total, prefill_cpu, total_cpu = [], [], [], []
     for repeat in range(args.repeats + 1):
-      p, t = timed(1), timed(args.new_tokens)
+      (p, p_cpu), (t, t_cpu) = timed(1), timed(args.new_tokens)
       if repeat:
-        prefill.append(p), total.append(t)
+        prefill.append(p), total.append(t), prefill_cpu.append(p_cpu), total_cpu.append(t_cpu)
     decode_s = (statistics.median(total) - statistics.median(prefill)) / (args.new_tokens - 1)
+    decode_cpu_s = (statistics.median(total_cpu) - statistics.median(prefill_cpu)) / (args.new_tokens - 1)
     print(json.dumps({"benchmark": "generate", "model": "hf_llama_generate", "context_tokens": context,
                       "new_tokens": args.new_tokens, "prefill_s": round(statistics.median(prefill), 4),
                       "decode_ms_per_token": round(1e3 * decode_s, 3),
                       "decode_tokens_per_s": round(1 / decode_s, 1),
+                      "decode_cpu_ms_per_token": round(1e3 * decode_cpu_s, 3),
                       "torch": torch.__version__, "transformers": transformers.__version__,
                       "threads": torch.get_num_threads()}), flush=True)
 

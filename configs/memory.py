@@ -7,6 +7,10 @@ Argument: a preset (tiny | small | paper), then optional keys:
            | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
   stages   an objective or a curriculum: clm | copy | blank_copy | combined |
            e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
+The combined objective's copy view is objective.combined_copy (copy | blank_copy), its weights
+objective.clm_weight : objective.copy_weight; objective.restart_stages=True trains each curriculum
+stage as a fresh run (new AdamW state, own warmup and decay). The paper preset follows the
+reference: blank copy, weights 1 : 0.5, restarting stages (docs/differences.md).
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).

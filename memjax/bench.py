@@ -38,6 +38,8 @@ def define_flags() -> None:
   flags.DEFINE_list("contexts", ["1024", "2048", "4096", "8192", "16384"], "generate: context lengths.")
   flags.DEFINE_integer("chunk", 256, "generate: chunk length of the memory and recurrent models.")
   flags.DEFINE_list("models", ["memory", "full", "recurrent"], "generate: models to time.")
+  flags.DEFINE_integer("full_prefill_max", 0, "generate: skip the full-context prefill above this "
+                       "many tokens (0: never), decoding from a zero cache of the same size.")
   flags.DEFINE_integer("train_steps", 5, "generate: timed memory-model train steps per repeat (0: skip).")
 
 
@@ -164,7 +166,8 @@ def bench_generate(tuned: dict[str, Any]) -> None:
              "cpu": platform.processor() or platform.machine()} | tuned
   by_length: dict[int, dict[str, dict[str, Any]]] = {}
   results = benchmark.run(decoder, encoder, [int(c) for c in FLAGS.contexts], chunk=FLAGS.chunk,
-                          models=tuple(FLAGS.models), repeats=FLAGS.repeats)
+                          models=tuple(FLAGS.models), repeats=FLAGS.repeats,
+                          full_prefill_max=FLAGS.full_prefill_max)
   for result in results:
     print(json.dumps(result | machine), flush=True)
     by_length.setdefault(result["context_tokens"], {})[result["model"]] = result
@@ -174,7 +177,8 @@ def bench_generate(tuned: dict[str, Any]) -> None:
       print(json.dumps({"benchmark": "generate_ratio", "context_tokens": result["context_tokens"],
                         "decode_speedup": round(full["decode_ms_per_token"] / memory["decode_ms_per_token"], 2),
                         "kv_cache_ratio": round(full["kv_cache_bytes"] / memory["kv_cache_bytes"], 1),
-                        "prefill_speedup": round(full["prefill_s"] / memory["prefill_s"], 2)}), flush=True)
+                        "prefill_speedup": (round(full["prefill_s"] / memory["prefill_s"], 2)
+                                            if full["prefill_s"] else None)}), flush=True)
   if FLAGS.train_steps:
     for result in bench_frozen_encoder(FLAGS.size, FLAGS.chunk, steps=FLAGS.train_steps,
                                        repeats=FLAGS.repeats, warmup=2):

@@ -101,9 +101,10 @@ def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
 
 def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      stages=stages,  # an objective, or a curriculum 'blank_copy:N,copy:M,combined' ('pkg.module:attr' for user code)
+      # an objective, or a curriculum 'blank_copy:N,copy:M,combined'; user code as 'pkg.module:attr'
+      stages=stages,
       clm_weight=1.0, copy_weight=1.0,  # the combined objective's term weights (reference: 1 : 0.5)
-      combined_copy="copy",  # the combined objective's copy view: copy | blank_copy | 'package.module:view'
+      combined_copy="copy",  # the combined objective's copy view: copy | blank_copy | 'pkg.module:view'
       restart_stages=False,  # each curriculum stage a fresh run: new AdamW state, own warmup and decay
       copy_delimiter_tokens=0, copy_delimiter_id=-1,  # -1: the tokenizer's separator token
       blank_id=-1) | overrides)  # -1: the tokenizer's blank token

@@ -20,7 +20,7 @@ import urllib.request
 
 
 def environment(url: str) -> dict[str, str]:
-  """Variables that send gcsfs, tensorstore and google-auth to the emulator at `url`, and nowhere else."""
+  """Variables that send gcsfs, tensorstore and google-auth to the emulator at `url`, nowhere else."""
   return {
       "STORAGE_EMULATOR_HOST": url,  # gcsfs (and google-cloud-storage)
       "FSSPEC_GCS_TOKEN": "anon",  # gcsfs: no credential lookup

@@ -1,16 +1,18 @@
 """gs:// workdirs against a local GCS emulator (gcp-storage-emulator, started here on 127.0.0.1).
 
-What runs against the emulator: a training run in gs://bucket/run interrupted at step 3 and resumed to
-step 6 (config.json, tokenizer.json, metrics.jsonl, TensorBoard events, results.json through
-memjax.fs and gcsfs; Orbax checkpoints with asynchronous saves, their metadata through gcsfs and
-their arrays through tensorstore's gcs driver; the Grain iterator state), `python -m memjax.export`
-from that workdir to gs://bucket/encoder, and loading that export.
+What runs against the emulator: a training run in gs://bucket/run, interrupted at step 3 (lines past
+that checkpoint left in metrics.jsonl, as a kill leaves them) and resumed to step 6: config.json,
+tokenizer.json, metrics.jsonl, TensorBoard events and results.json through memjax.fs and gcsfs;
+Orbax checkpoints with asynchronous saves (metadata through gcsfs, arrays through tensorstore's gcs
+driver) and the Grain iterator state; then `python -m memjax.export` from that workdir to
+gs://bucket/encoder, and loading that export. The run must equal the same run made locally.
 
-What the emulator cannot show: GCS authentication (gcsfs runs anonymously and tensorstore with
-GOOGLE_AUTH_TOKEN_FOR_TESTING, so credentials are never looked up), and conditional writes
-(the emulator ignores ifGenerationMatch, which tensorstore's OCDBT uses to detect concurrent
-writers; one writer never needs it). The emulator is also patched in two places where it differs
-from GCS (tests/gcs_emulator.py): generation headers on downloads and listing offsets.
+What stays untested: GCS authentication (gcsfs runs anonymously and tensorstore with
+GOOGLE_AUTH_TOKEN_FOR_TESTING, so credentials are never looked up); conditional writes (the emulator
+ignores ifGenerationMatch, which tensorstore's OCDBT uses against concurrent writers; one writer
+never needs it); several processes writing one gs:// checkpoint (multi-host); TensorBoard's timed
+flushes (only the flush at close is seen). The emulator is patched where it differs from GCS in
+ways tensorstore notices (tests/gcs_emulator.py): generation headers and listing offsets.
 """
 
 import json
@@ -99,7 +101,8 @@ def test_local_files_and_a_missing_gcsfs(tmp_path, monkeypatch):
   assert str(fs.path("relative/run")) == os.path.join(os.getcwd(), "relative/run")
   import importlib.util
   find_spec = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "gcsfs" else find_spec(name))
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name: None if name == "gcsfs" else find_spec(name))
   with pytest.raises(ImportError, match=r"memjax\[gcs\]"):
     fs.path("gs://bucket/run")
 
@@ -113,10 +116,14 @@ def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_pat
   interrupted = loop.Run(cfg, workdir)
   interrupted.train(until=3)
   interrupted.close()
+  torn = fs.AppendFile(f"{workdir}/metrics.jsonl")  # as if killed after step 4, past the checkpoint
+  torn.write('{"step": 4, "split": "train", "loss": 0.0}\n{"step": 5, "spl')
+  torn.close()
   results = loop.run(cfg, workdir)
 
   remote = fs.path(workdir)
-  assert results["step"] == 6 and results["eval"] == json.loads((reference / loop.RESULTS_JSON).read_text())["eval"]
+  reference_results = json.loads((reference / loop.RESULTS_JSON).read_text())
+  assert results["step"] == 6 and results["eval"] == reference_results["eval"]
   assert json.loads((remote / loop.RESULTS_JSON).read_text())["eval"] == results["eval"]
   assert (remote / encoders.TOKENIZER_JSON).read_text() == (reference / encoders.TOKENIZER_JSON).read_text()
   step, state = final_state(remote)
@@ -125,9 +132,10 @@ def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_pat
   jax.tree.map(np.testing.assert_array_equal, state["params"], reference_state["params"])
 
   train = read_metrics(remote, "train")
-  assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]  # both parts, each line once
+  assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]  # both parts, each step once, no torn line
   reference_losses = {r["step"]: r["loss"] for r in read_metrics(reference, "train")}
-  assert reference_losses and all(r["loss"] == reference_losses[r["step"]] for r in train if r["step"] in reference_losses)
+  assert reference_losses and all(r["loss"] == reference_losses[r["step"]]
+                                  for r in train if r["step"] in reference_losses)
   events = sorted((remote / "tensorboard").iterdir())
   assert len(events) == 2  # one event file per process, as locally
   logged = {}

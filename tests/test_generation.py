@@ -146,3 +146,20 @@ def test_sampling_frequencies_and_seeds():
   run = lambda seed: generator.generate([[1, 2, 3]], 8, seed=seed)["tokens"]
   np.testing.assert_array_equal(run(3), run(3))
   assert not np.array_equal(run(3), run(4))
+
+
+def test_benchmark_cache_sizes_by_hand():
+  from memjax.generation import benchmark, decode
+
+  decoder = StackConfig(family="transformer", d_model=16, n_layers=3, length=1, vocab_size=V, n_heads=4,
+                        n_kv_heads=2)
+  context, chunk = 4096 + 256, 256
+  sizes = {}
+  for name in benchmark.MODELS:
+    model = benchmark.build(name, decoder, decoder.replace(d_model=8), context=context, chunk=chunk)
+    state = jax.eval_shape(lambda m=model: decode.for_model(m, context).init(m, 1, context))
+    sizes[name] = cache_lib.nbytes(state["cache"])
+  per_position = 3 * 2 * 2 * 4 * 4  # layers x (keys, values) x kv heads x head dim x float32
+  assert sizes["full"] == 4352 * per_position
+  assert sizes["memory"] == (16 + 256) * per_position  # 16 memory slots (17 chunks) + one chunk
+  assert sizes["recurrent"] == (1 + 256) * per_position

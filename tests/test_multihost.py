@@ -3,7 +3,8 @@
 
 Tolerances: the two runs compute the same global batches with the same program; only the
 all-reduce differs (gloo across processes vs. in-process), which changes float32 summation order.
-Losses agree to rtol 1e-5 and parameters to atol 2e-5 after 30 AdamW steps (measured: 5e-7 and 1e-6).
+Losses agree to rtol 1e-5 and parameters to atol 2e-5 (measured after 40 steps: losses 4.8e-7
+absolute, parameters 1.0e-6; 41 of 42 metric lines bitwise equal).
 """
 
 import json

@@ -16,5 +16,5 @@ def test_retrieval_accuracy_rises_clearly_above_chance(tmp_path):
   results = mj.fit(cfg, str(tmp_path))["eval"]
   chance = results["retrieval/chance"]
   assert chance == 1 / 32 and results["retrieval/examples"] == 4 * 32
-  assert results["retrieval/accuracy"] > 6 * chance, results  # measured: 0.40 after 100 steps
+  assert results["retrieval/accuracy"] > 6 * chance, results  # measured: 0.27 (chance 0.03)
   assert results["clm/loss"] < 5.0 and "retrieval/entropy_proportion" not in results

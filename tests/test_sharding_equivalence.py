@@ -6,8 +6,11 @@ compared once, for the transformer CLM under fsdp=8, where it is bitwise equal).
 layer per tower, to keep the 24 compilations short.
 
 Tolerances: sharded matmuls and reductions sum in another order (float32), so losses agree to
-rtol 1e-5 and parameters to atol 1e-5 after 4 AdamW steps at lr 3e-3 (worst measured with two
-layers per tower: loss 2.3e-7 relative, parameters 1.5e-6 absolute; -s prints each case's).
+rtol 1e-5 and parameters to atol 1e-4 after 4 AdamW steps at lr 3e-3. Adam divides by sqrt(v) + eps,
+which amplifies the summation noise of near-zero gradients: the worst parameter measured differs by
+3.5e-5 (memory mixer, data=2 x tensor=4; 2.0e-5 under fsdp=8; the other models 3e-8 to 3e-6), while
+losses differ by at most 3.1e-7 relative. 1e-4 is 3 % of one lr-sized Adam step. `-s` prints each
+case's figures.
 """
 
 import jax
@@ -61,7 +64,7 @@ def test_sharded_training_equals_one_device(spec, data_cache):
     print(f"{spec} {name}: loss rel {max(abs(a / b - 1) for a, b in zip(sharded_losses, losses)):.1e}, "
           f"params abs {worst:.1e}")
     np.testing.assert_allclose(sharded_losses, losses, rtol=1e-5, err_msg=name)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name),
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-4, err_msg=name),
                  jax.device_get(sharded.params), params)
     if name == "fsdp=8":  # the arrays the step returned, not only the planned shardings
       actual = jax.tree.map(lambda x: x.sharding, sharded.params)

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -66,9 +65,11 @@ def data_config(source, **overrides):
   return cfg
 
 
-def expected_example(tokenizer, document, n_ctx, eos):
-  """The tokens of a padded example, from the tokenizer directly: the document, end-of-text, cut."""
-  return (tokenizer.encode(document, add_special_tokens=False).ids + [eos])[:n_ctx]
+def assert_examples_hold(batch, documents, prepared, n_ctx):
+  """Each padded example's tokens, from the tokenizer directly: the document, end-of-text, cut."""
+  for tokens, mask, document in zip(batch["tokens"], batch["mask"], documents, strict=True):
+    expected = prepared.tokenizer.encode(document, add_special_tokens=False).ids + [prepared.special.eos]
+    assert tokens[mask == 1].tolist() == expected[:n_ctx]
 
 
 def test_sharded_arrayrecord_json_and_text_records(tmp_path):
@@ -91,8 +92,7 @@ def test_arrayrecord_through_the_grain_pipeline(tmp_path):
   prepared = data_lib.prepare(cfg)
   assert prepared.train.n_documents == len(DOCUMENTS) - 20 and prepared.eval.n_documents == 20
   batch = next(iter(data_lib.batches(prepared, cfg, split="eval", batch_size=8)))
-  for tokens, mask, doc in zip(batch["tokens"], batch["mask"], DOCUMENTS[:8]):  # eval: first docs, in order
-    assert tokens[mask == 1].tolist() == expected_example(prepared.tokenizer, doc, cfg.n_ctx, prepared.special.eos)
+  assert_examples_hold(batch, DOCUMENTS[:8], prepared, cfg.n_ctx)  # eval: the first documents, in order
 
 
 def test_bad_arrayrecord_records_are_named(tmp_path):
@@ -114,6 +114,9 @@ def test_tfds_by_folder_and_by_name(tfds_dir, monkeypatch):
   assert sorted(documents) == sorted(DOCUMENTS)  # TFDS stores examples in its own (fixed) order
   assert list(by_folder.documents()) == documents
   monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir))
+  def prepare_again(*args, **kwargs):
+    raise AssertionError("the dataset was not found where it is, and TFDS began preparing it anew")
+  monkeypatch.setattr(MemjaxTinyText, "_download_and_prepare", prepare_again)
   by_name = sources.resolve("tfds:memjax_tiny_text", text_field="body")
   assert list(by_name.documents()) == documents
   assert by_name.fingerprint != by_folder.fingerprint and "/" not in by_folder.fingerprint
@@ -129,16 +132,15 @@ def test_a_training_run_on_a_tfds_folder(tfds_dir, tmp_path):
   prepared = data_lib.prepare(cfg)  # also fills the tokenizer and token cache the run below reuses
   eval_docs = list(itertools.islice(sources.resolve(f"tfds:{folder}", text_field="body").documents(), 8))
   batch = next(iter(data_lib.batches(prepared, cfg, split="eval", batch_size=8)))
-  for tokens, mask, doc in zip(batch["tokens"], batch["mask"], eval_docs):
-    assert tokens[mask == 1].tolist() == expected_example(prepared.tokenizer, doc, cfg.n_ctx, prepared.special.eos)
+  assert_examples_hold(batch, eval_docs, prepared, cfg.n_ctx)
 
   env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  flags = [f"--config.data.{key}={value}" for key, value in ml_collections.ConfigDict(cfg).items()
+  flags = [f"--config.data.{key}={value}" for key, value in cfg.items()
            if key in ("source", "text_field", "eval_documents", "mode")]
-  out = subprocess.run([sys.executable, "-m", "memjax.train", f"--config={ROOT}/configs/clm.py:tiny",
-                        f"--workdir={tmp_path}/run", "--config.train.steps=2", "--config.train.warmup_steps=1",
-                        "--config.train.progress=False", *flags], env=env, capture_output=True, text=True,
-                       timeout=600)
+  command = [sys.executable, "-m", "memjax.train", f"--config={ROOT}/configs/clm.py:tiny",
+             f"--workdir={tmp_path}/run", "--config.train.steps=2", "--config.train.warmup_steps=1",
+             "--config.train.progress=False", *flags]
+  out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "tokenizing" not in out.stderr  # the cache above was reused: same source, same fingerprint
   results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -65,7 +65,8 @@ def embed_documents_and_queries(model, view: mj.Batch) -> dict[str, jax.Array]:
 def infonce_loss(outputs: mj.Batch, view: mj.Batch, temperature: float = TEMPERATURE):
   """InfoNCE over cosine similarities: query i's positive is document i, the others are negatives."""
   unit = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-6)
-  queries, documents = unit(outputs["queries"].astype(jnp.float32)), unit(outputs["documents"].astype(jnp.float32))
+  queries = unit(outputs["queries"].astype(jnp.float32))
+  documents = unit(outputs["documents"].astype(jnp.float32))
   logits_DxD = queries @ documents.T / temperature
   cross_entropy_D = jax.nn.logsumexp(logits_DxD, axis=-1) - jnp.diagonal(logits_DxD)
   hits_D = (jnp.argmax(logits_DxD, axis=-1) == jnp.arange(logits_DxD.shape[0])).astype(jnp.float32)
@@ -96,8 +97,8 @@ def retrieval_copy(cfg, special: mj.SpecialIds) -> mj.Objective:
 
 def config(scale: str = "tiny"):
   """A mixer memory model trained on CLM + retrieval: `tiny` (tests, 100 steps) or `cpu` (the
-  `small` preset, 2000 steps). At tiny scale 150 steps reached 55 % held-out retrieval accuracy
-  against a chance of 3 % (32 documents per batch)."""
+  `small` preset, 2000 steps). At tiny scale, held-out retrieval accuracy reached 27 % after 100
+  steps and 55 % after 150, against a chance of 3 % (32 documents per batch)."""
   configs = pathlib.Path(__file__).resolve().parents[2] / "configs"
   cfg = mj.load_config(configs / "memory.py", {"tiny": "tiny", "cpu": "small"}[scale] + ",family=mixer")
   cfg.objective.stages = "ngram_retrieval:retrieval"

@@ -64,7 +64,8 @@ def _has_suffix(file: pathlib.Path, suffixes: tuple[str, ...]) -> bool:
 def _files(path: pathlib.Path, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
   if not path.exists():
     raise FileNotFoundError(f"data file or folder {str(path)!r} does not exist")
-  files = sorted(p for p in path.rglob("*") if p.is_file() and _has_suffix(p, suffixes)) if path.is_dir() else [path]
+  files = ([path] if not path.is_dir() else
+           sorted(p for p in path.rglob("*") if p.is_file() and _has_suffix(p, suffixes)))
   if not files:
     raise FileNotFoundError(f"no {'/'.join(suffixes)} files in folder {str(path)!r}")
   return files
@@ -130,17 +131,20 @@ def _tfds_source(name_or_path: str, split: str):
       raise ValueError(f"TFDS dataset {name_or_path} has no split {split!r} (set data.hf_split); "
                        f"splits: {sorted(builder.info.splits)}")
     return builder.as_data_source(split=split)
-  return tfds.data_source(name_or_path, split=split)
+  # TFDS reads $TFDS_DATA_DIR once, at import; read it here so that it is in force when used.
+  return tfds.data_source(name_or_path, split=split, data_dir=os.environ.get("TFDS_DATA_DIR") or None)
 
 
 def _is_tfds_folder(name_or_path: str) -> bool:
-  return "://" in name_or_path or os.path.isfile(os.path.join(os.path.expanduser(name_or_path), "dataset_info.json"))
+  info = os.path.join(os.path.expanduser(name_or_path), "dataset_info.json")
+  return "://" in name_or_path or os.path.isfile(info)
 
 
 def _read_tfds(name_or_path: str, split: str, text_field: str) -> Iterator[str]:
   source = _tfds_source(name_or_path, split)
   for start in range(0, len(source), READ_CHUNK):
-    for number, record in enumerate(source.__getitems__(range(start, min(start + READ_CHUNK, len(source)))), start):
+    records = source.__getitems__(range(start, min(start + READ_CHUNK, len(source))))
+    for number, record in enumerate(records, start):
       if text_field not in record:
         raise KeyError(f"record {number} of TFDS dataset {name_or_path} has no feature {text_field!r} "
                        f"(set data.text_field); features: {sorted(record)}")

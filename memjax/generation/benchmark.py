@@ -3,9 +3,10 @@ decoder, and the recurrent (RMT) baseline (paper §5.9: the memory model's per-t
 grow with the number of chunks, the full-context model's with the number of tokens).
 
 For a context of C tokens (C a multiple of the chunk length L), each model is built to hold C + L
-tokens, gets a random C-token prompt and decodes L new tokens, so the memory and recurrent models
-roll over into a new chunk exactly once inside the timed window (their per-token figure includes
-one chunk encoding, amortized). Untrained weights: costs do not depend on the weights' values.
+tokens and gets a random C-token prompt. The memory and recurrent models decode L new tokens, so
+they roll over into a new chunk exactly once inside the timed window (their per-token figure
+includes one chunk encoding, amortized); the full-context model, which never rolls over, decodes
+fewer (see `run`). Untrained weights: costs do not depend on the weights' values.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -42,44 +44,67 @@ def build(name: str, decoder: StackConfig, encoder: StackConfig, *, context: int
 
 
 def measure(model: nnx.Module, context: int, prompt_tokens: int, new_tokens: int, *,
-            repeats: int = 3, seed: int = 0) -> dict[str, Any]:
-  """Median prefill and decode times over `repeats` runs, after one untimed (compiling) run."""
+            repeats: int = 3, seed: int = 0, skip_prefill: bool = False) -> dict[str, Any]:
+  """Prefill time (one run, compiled ahead) and the median decode time of `repeats` runs (after
+  one untimed run) of `new_tokens` steps, each from a copy of the prefilled state.
+
+  `skip_prefill` (causal LMs): no prefill; decoding starts from a zero cache marked as holding the
+  prompt, which costs the same per step (prefill_s is then None).
+  """
   generator = Generator(model, context)
-  vocab = model.head.out_features
-  prompt = np.random.default_rng(seed).integers(4, vocab, prompt_tokens).tolist()
+  prompt = np.random.default_rng(seed).integers(4, model.head.out_features, prompt_tokens).tolist()
   generator.check([prompt], new_tokens)
   key = jax.random.key(seed)
-  prefill_s, decode_s = [], []
-  for repeat in range(repeats + 1):
+  state, prompt_BxP, lengths_B = generator.inputs([prompt])
+  if skip_prefill:  # decode cost does not depend on the cached values, only on their number
+    state, token, prefill_s = state | {"length": lengths_B}, jnp.zeros_like(lengths_B), None
+  else:
+    prefill = generator.prefill_fn.lower(generator.params, state, prompt_BxP, lengths_B, key).compile()
     start = time.perf_counter()
-    state, token, _ = generator.start([prompt], key)
+    state, token, _ = prefill(generator.params, state, prompt_BxP, lengths_B, key)
     jax.block_until_ready(token)
-    prefilled = time.perf_counter()
+    prefill_s = round(time.perf_counter() - start, 4)
+  prefilled = jax.tree.map(jnp.copy, (state, token))
+  step = generator.step_fn.lower(generator.params, state, token, key, 1).compile()
+  decode_s, decode_cpu_s = [], []
+  for repeat in range(repeats + 1):
+    state, token = jax.tree.map(jnp.copy, prefilled)
+    jax.block_until_ready(token)
+    start, cpu = time.perf_counter(), time.process_time()
     for t in range(1, new_tokens + 1):
-      state, token, _ = generator.step_fn(generator.params, state, token, key, t)
+      state, token, _ = step(generator.params, state, token, key, t)
     jax.block_until_ready((state, token))
-    done = time.perf_counter()
-    if repeat:  # the first run compiles
-      prefill_s.append(prefilled - start)
-      decode_s.append((done - prefilled) / new_tokens)
+    if repeat:  # the first run warms up
+      decode_s.append((time.perf_counter() - start) / new_tokens)
+      decode_cpu_s.append((time.process_time() - cpu) / new_tokens)
   per_token = statistics.median(decode_s)
-  return {"prefill_s": round(statistics.median(prefill_s), 4),
+  return {"prefill_s": prefill_s,
           "decode_ms_per_token": round(1e3 * per_token, 3),
           "decode_tokens_per_s": round(1 / per_token, 1),
           "kv_cache_bytes": generator.cache_bytes(state),
           "state_bytes": sum(x.nbytes for x in jax.tree.leaves(state)),
           "decode_ms_all": [round(1e3 * s, 3) for s in decode_s],
-          "compiled_decode_steps": generator.step_fn._cache_size()}
+          # CPU time of all threads: steadier than wall time on a shared machine
+          "decode_cpu_ms_per_token": round(1e3 * statistics.median(decode_cpu_s), 3)}
 
 
 def run(decoder: StackConfig, encoder: StackConfig, contexts: list[int], *, chunk: int = 256,
-        models: tuple[str, ...] = MODELS, repeats: int = 3) -> Iterator[dict[str, Any]]:
-  """One result per model and context length (prompt = context; decodes one chunk of tokens)."""
+        models: tuple[str, ...] = MODELS, repeats: int = 3, full_new_tokens: int = 64,
+        full_prefill_max: int = 0) -> Iterator[dict[str, Any]]:
+  """One result per model and context length (prompt = context).
+
+  The memory and recurrent models decode one chunk (one roll-over inside the window); the
+  full-context model, which has no roll-over, `full_new_tokens` (its per-token cost grows by
+  new/context over the window: under 1/16 at 1k tokens, ~0 at 16k). `full_prefill_max` > 0 skips
+  the full-context model's (quadratic) prefill above that many tokens.
+  """
   for context in contexts:
     if context % chunk:
       raise ValueError(f"context {context} is not a multiple of the chunk length {chunk}")
     for name in models:
       model = build(name, decoder, encoder, context=context + chunk, chunk=chunk)
-      result = measure(model, context + chunk, context, chunk, repeats=repeats)
-      yield {"benchmark": "generate", "model": name, "context_tokens": context, "new_tokens": chunk,
+      new = min(full_new_tokens, chunk) if name == "full" else chunk
+      skip = name == "full" and 0 < full_prefill_max < context
+      result = measure(model, context + chunk, context, new, repeats=repeats, skip_prefill=skip)
+      yield {"benchmark": "generate", "model": name, "context_tokens": context, "new_tokens": new,
              "chunk": chunk} | result

@@ -37,36 +37,38 @@ State = dict
 # ------------------------------------------------------------------------------ one stack
 
 
-def _attention_layer(block, k_BxTxKxH, v_BxTxKxH, x_BxSxD, positions_BxS, cos_TxH, sin_TxH):
+def _attention_layer(block, k_BxKxTxH, v_BxKxTxH, x_BxSxD, positions_BxS, cos_TxH, sin_TxH):
   attn = block.attn
   B, S, _ = x_BxSxD.shape
   N, K, H = attn.n_heads, attn.kv_heads, attn.head_dim
+  G, T = N // K, k_BxKxTxH.shape[2]
   h_BxSxD = block.attn_norm(x_BxSxD)
   cos_BxSxH, sin_BxSxH = cos_TxH[positions_BxS], sin_TxH[positions_BxS]
   q_BxSxNxH = apply_rope(attn.q(h_BxSxD).reshape(B, S, N, H), cos_BxSxH, sin_BxSxH)
   k_BxSxKxH = apply_rope(attn.k(h_BxSxD).reshape(B, S, K, H), cos_BxSxH, sin_BxSxH)
   v_BxSxKxH = attn.v(h_BxSxD).reshape(B, S, K, H)
-  k_BxTxKxH = cache_lib.write(k_BxTxKxH, k_BxSxKxH, positions_BxS[:, 0])
-  v_BxTxKxH = cache_lib.write(v_BxTxKxH, v_BxSxKxH, positions_BxS[:, 0])
-  T = k_BxTxKxH.shape[1]
-  q_BxSxKxGxH = q_BxSxNxH.reshape(B, S, K, N // K, H) * H**-0.5  # head n reads kv head n // G
-  scores_BxKxGxSxT = jnp.einsum("bskgh,btkh->bkgst", q_BxSxKxGxH, k_BxTxKxH)
-  visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
-  scores_BxKxGxSxT = jnp.where(visible_BxSxT[:, None, None], scores_BxKxGxSxT, -jnp.inf)
-  probs_BxKxGxSxT = jax.nn.softmax(scores_BxKxGxSxT.astype(jnp.float32), axis=-1).astype(v_BxTxKxH.dtype)
-  out_BxSxKxGxH = jnp.einsum("bkgst,btkh->bskgh", probs_BxKxGxSxT, v_BxTxKxH)
-  x_BxSxD = x_BxSxD + attn.o(out_BxSxKxGxH.reshape(B, S, N * H))
-  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), k_BxTxKxH, v_BxTxKxH
+  k_BxKxTxH = cache_lib.write(k_BxKxTxH, k_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
+  v_BxKxTxH = cache_lib.write(v_BxKxTxH, v_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
+  # The G query heads that read kv head k (as HF `repeat_kv`) stacked along the query axis.
+  q_BxKxGSxH = (q_BxSxNxH * H**-0.5).reshape(B, S, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * S, H)
+  scores_BxKxGSxT = jnp.einsum("bkqh,bkth->bkqt", q_BxKxGSxH, k_BxKxTxH)
+  visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
+  scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_BxKxGSxT, -jnp.inf)
+  probs_BxKxGSxT = jax.nn.softmax(scores_BxKxGSxT.astype(jnp.float32), axis=-1).astype(v_BxKxTxH.dtype)
+  out_BxKxGSxH = jnp.einsum("bkqt,bkth->bkqh", probs_BxKxGSxT, v_BxKxTxH)
+  out_BxSxNH = out_BxKxGSxH.reshape(B, K, G, S, H).transpose(0, 3, 1, 2, 4).reshape(B, S, N * H)
+  x_BxSxD = x_BxSxD + attn.o(out_BxSxNH)
+  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), k_BxKxTxH, v_BxKxTxH
 
 
-def _mixer_layer(block, z_BxTxD, x_BxSxD, positions_BxS):
+def _mixer_layer(block, z_BxNxTxF, x_BxSxD, positions_BxS):
   mix = block.mix
   B, S, D = x_BxSxD.shape
-  T = z_BxTxD.shape[1]
-  n = max(mix.heads, 1)
+  n, T = z_BxNxTxF.shape[1], z_BxNxTxF.shape[2]
   h_BxSxD = block.mix_norm(x_BxSxD)
-  z_BxTxD = cache_lib.write(z_BxTxD, mix.proj(h_BxSxD) if mix.heads else h_BxSxD, positions_BxS[:, 0])
-  z_BxNxTxF = z_BxTxD.reshape(B, T, n, D // n).transpose(0, 2, 1, 3)
+  z_BxSxD = mix.proj(h_BxSxD) if mix.heads else h_BxSxD
+  z_BxNxTxF = cache_lib.write(z_BxNxTxF, z_BxSxD.reshape(B, S, n, D // n).transpose(0, 2, 1, 3),
+                              positions_BxS[:, 0])
   rows_NxKxBxSxT = mix.weight[...][:, :, positions_BxS, :T]  # the map's rows of the new positions
   visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
   rows_NxKxBxSxT = jnp.where(visible_BxSxT, rows_NxKxBxSxT, 0)
@@ -78,7 +80,7 @@ def _mixer_layer(block, z_BxTxD, x_BxSxD, positions_BxS):
   y_BxNxSxF = y_BxNxSxF + mix.bias[...][:, positions_BxS].transpose(1, 0, 2)[..., None]
   y_BxSxD = y_BxNxSxF.transpose(0, 2, 1, 3).reshape(B, S, D)
   x_BxSxD = x_BxSxD + (mix.out(y_BxSxD) if mix.heads else y_BxSxD)
-  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), z_BxTxD
+  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), z_BxNxTxF
 
 
 def extend(stack: Stack, cache: cache_lib.StackCache, x_BxSxD: jax.Array,
@@ -93,7 +95,7 @@ def extend(stack: Stack, cache: cache_lib.StackCache, x_BxSxD: jax.Array,
   new = {key: [] for key in cache}
   if cache_lib.is_transformer(stack):
     attn = stack.blocks.attn
-    cos_TxH, sin_TxH = map(jnp.asarray, rope_angles(cache["k"][0].shape[1], attn.head_dim,
+    cos_TxH, sin_TxH = map(jnp.asarray, rope_angles(cache["k"][0].shape[2], attn.head_dim,
                                                     stack.blocks.rope_theta))
   for i in range(stack.n_layers):
     block = nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers))

@@ -63,15 +63,19 @@ class Generator:
         raise ValueError(f"prompt {i} + max_new_tokens = {total} tokens exceed the KV cache of "
                          f"{self.cache_len} positions")
 
-  def start(self, prompts: Sequence[Sequence[int]], key: jax.Array):
-    """(state, first sampled tokens [B], their logits [B, V]) after the prefill of `prompts`."""
+  def inputs(self, prompts: Sequence[Sequence[int]]) -> tuple[dict, jax.Array, jax.Array]:
+    """(empty state, prompts right-padded to their bucket [B, P], lengths [B]): the prefill's inputs."""
     lengths = np.array([len(p) for p in prompts], np.int32)
     width = self.decoding.prompt_shape(int(lengths.max()), self.cache_len)
     prompt_BxP = np.zeros((len(prompts), width), np.int32)
     for row, prompt in zip(prompt_BxP, prompts):
       row[:len(prompt)] = prompt
     state = self.decoding.init(self.model, len(prompts), self.cache_len)
-    return self.prefill_fn(self.params, state, jnp.asarray(prompt_BxP), jnp.asarray(lengths), key)
+    return state, jnp.asarray(prompt_BxP), jnp.asarray(lengths)
+
+  def start(self, prompts: Sequence[Sequence[int]], key: jax.Array):
+    """(state, first sampled tokens [B], their logits [B, V]) after the prefill of `prompts`."""
+    return self.prefill_fn(self.params, *self.inputs(prompts), key)
 
   def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, seed: int = 0,
                on_token: Callable[[np.ndarray], None] | None = None, stop_token: int | None = None,

@@ -8,11 +8,10 @@ from typing import Any
 
 import jax
 import ml_collections
-from etils import epath
 from flax import nnx
 from tokenizers import Tokenizer
 
-from memjax import models
+from memjax import fs, models
 from memjax.training import checkpoint, encoders
 from memjax.training.state import merge_trees, split_frozen, split_model
 
@@ -31,7 +30,7 @@ class TrainedModel:
 
 def load(workdir: str) -> TrainedModel:
   """The model of the run in `workdir`, its parameters restored from the latest checkpoint."""
-  root = epath.Path(workdir)
+  root = fs.path(workdir)
   if not root.is_dir():
     raise FileNotFoundError(f"checkpoint folder {workdir!r} does not exist")
   if not (root / encoders.CONFIG_JSON).exists():

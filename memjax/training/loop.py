@@ -123,14 +123,14 @@ def aggregate(batches: list[dict[str, float]]) -> dict[str, float]:
 def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token: float) -> dict[str, float]:
   """Adds each token-level term's entropy proportion I_e and bits per byte to its cross-entropy.
 
-  Terms that count examples instead of tokens (retrieval, ...) are not token predictions: they get
-  neither.
+  A term is token-level when it reports `tokens` (as the built-in ones do); others (a regularizer,
+  retrieval over documents) get neither.
   """
   extra = {}
   for key, value in metrics.items():
     if key.endswith("/loss"):
       term = key[:-len("loss")]
-      if f"{term}examples" in metrics:
+      if f"{term}tokens" not in metrics:
         continue
       extra[term + "entropy_proportion"] = information.entropy_proportion(value, vocab_size)
       extra[term + "bits_per_byte"] = information.bits_per_byte(value, bytes_per_token)

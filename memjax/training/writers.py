@@ -57,9 +57,7 @@ def drop_after(workdir: pathlib.Path, step: int) -> int:
   lines = [line for line in path.read_text().splitlines() if line.strip()]
   kept = [line for line in lines if _step(line) <= step]
   if len(kept) < len(lines):
-    partial = path.with_name(METRICS_FILE + ".tmp")
-    partial.write_text("".join(line + "\n" for line in kept))
-    partial.replace(path)
+    fs.write_text(path, "".join(line + "\n" for line in kept))  # atomic locally, one upload to GCS
   return len(lines) - len(kept)
 
 
