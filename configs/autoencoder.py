@@ -18,6 +18,7 @@ def get_config(arg=None):
   cfg.decoder = mc.decoder(size, arg.family, feed=feed)
   if arg.preset == "paper":  # paper §2.7: 8 + 8 layers; mixers d=1024 with kernel 8
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
+    cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     for tower in (cfg.encoder, cfg.decoder):
       tower.n_layers = 8
       if arg.family == "mixer":

@@ -14,6 +14,8 @@ reference: blank copy, weights 1 : 0.5, restarting stages (docs/differences.md).
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
+A frozen encoder keeps its own token embedding frozen (encoder.frozen_scope='all'), except in the
+paper preset, where a fresh trainable embedding feeds the frozen blocks ('blocks'), as the reference.
 """
 
 import ml_collections
@@ -36,6 +38,9 @@ def get_config(arg=None):
     cfg.data.n_ctx = 1024
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.objective.copy_delimiter_tokens = 3
+    cfg.encoder.frozen_scope = "blocks"
+    cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
+    cfg.data.pad_side = "right"  # the copy's first half is the document's start (padded as needed)
     # The reference's combined objective: blank copy, and copy at half the weight of next-token
     # prediction (its per-chunk normalization, reference-code.md §3.4); stages restart (mc.base).
     cfg.objective.update(combined_copy="blank_copy", copy_weight=0.5)

@@ -7,21 +7,26 @@ COMMAND: python -m memjax.train --config=configs/probe.py:small \
 autoencoder, memory model); leave it empty to probe an untrained encoder. The encoder section must
 match the checkpoint's architecture (the presets match those of clm.py and autoencoder.py).
 Argument: a preset (tiny | small | paper), then optional keys: family, feed, embed_index (-2 for
-causally trained encoders, whose last position never received a loss).
+causally trained encoders, whose last position never received a loss), frozen_scope.
+What is frozen (`encoder.frozen_scope`, recorded in the run's config.json): `all` (the encoder's own
+token embedding and its blocks; tiny and small) or `blocks` (a fresh trainable token embedding in
+front of the frozen blocks, as the paper's probes; paper).
 """
 
 from memjax import config as mc
 
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1)
+  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1, frozen_scope="")
   size = mc.SIZES[arg.preset]
   feed = arg.feed or ("unroll" if arg.family == "transformer" else "repeat")
   cfg = mc.base("autoencoder", arg.preset, stages="autoencode")
-  cfg.encoder = mc.encoder(size, arg.family, frozen=True, embed_index=arg.embed_index)
+  scope = arg.frozen_scope or ("blocks" if arg.preset == "paper" else "all")
+  cfg.encoder = mc.encoder(size, arg.family, frozen=True, embed_index=arg.embed_index, frozen_scope=scope)
   cfg.decoder = mc.decoder(size, arg.family, feed=feed)
   if arg.preset == "paper":  # paper §2.3: probe decoders d=1024 (mixers) / 512 (transformers), 8 layers
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
+    cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.decoder.n_layers = 8
     cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512
   return cfg

@@ -81,8 +81,11 @@ def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.
       eval_documents=50_000 if paper else 40,  # the first N documents are held out
       tokenizer="",  # a tokenizer.json path; empty: train (and cache) a byte-level BPE
       vocab_size=size["vocab_size"], n_ctx=size["n_ctx"],
-      mode="pack",  # 'pack' (documents joined by end-of-text) or 'pad' (one document per example)
-      pad_side="right", cache_dir="") | overrides)
+      # 'pack' (documents joined by end-of-text) or 'pad' (one document per example, truncated and
+      # padded; the paper's, with left padding so that the last position is a token)
+      mode="pad" if paper else "pack", pad_side="left" if paper else "right",
+      eval_full_length=paper,  # 'pad' mode: evaluate only documents of at least n_ctx tokens
+      cache_dir="") | overrides)
 
 
 def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
@@ -119,6 +122,9 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
   cfg = ml_collections.ConfigDict()
   cfg.task = task
   cfg.seed = seed
+  # 'memjax' or 'reference': how autoencoders' and memory models' own token embeddings and heads
+  # are initialized (memjax/models/init.py); the paper presets use 'reference'.
+  cfg.init = "memjax"
   cfg.data = data(size, preset)
   cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32")
   # The paper's stages are chained runs (reference-code.md §3.3): each restarts AdamW and its schedule.
@@ -129,7 +135,9 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
 
 def encoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
   """An encoder tower: architecture plus where its single embedding is read and how it is reused."""
-  reuse = dict(embed_index=-1, compression=1, checkpoint="", frozen=False)
+  # frozen_scope (when frozen): 'all' (embedding and blocks) or 'blocks' (a fresh trainable embedding
+  # in front of frozen blocks, as the reference; memjax/training/encoders.py)
+  reuse = dict(embed_index=-1, compression=1, checkpoint="", frozen=False, frozen_scope="all")
   return architecture(size, family, **reuse | overrides)
 
 

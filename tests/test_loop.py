@@ -102,6 +102,33 @@ def test_frozen_encoder_is_bit_identical_and_not_optimized(tiny, trained_autoenc
   assert "encoder" not in json.dumps(jax.tree_util.tree_map(lambda x: None, trained["opt_state"]))
 
 
+def test_frozen_blocks_behind_a_fresh_trainable_embedding(tiny, trained_autoencoder, tmp_path):
+  """encoder.frozen_scope='blocks' (the reference's probes): the blocks are the checkpoint's and
+  never change; the token embedding is freshly initialized, trained and has optimizer state."""
+  _, source = trained_autoencoder
+  probe = tiny("probe.py:tiny,frozen_scope=blocks", steps=3)
+  probe.encoder.checkpoint = str(source)
+  loop.run(probe, str(tmp_path / "probe"))
+  trained, original = final_state(tmp_path / "probe"), final_state(source)
+  jax.tree.map(np.testing.assert_array_equal, trained["frozen"]["encoder"]["stack"],
+               original["params"]["encoder"]["stack"])
+  assert set(trained["frozen"]["encoder"]) == {"stack"} and set(trained["params"]["encoder"]) == {"embed"}
+  fresh = trained["params"]["encoder"]["embed"]["embedding"]
+  assert not np.allclose(fresh, original["params"]["encoder"]["embed"]["embedding"], atol=1e-2)
+  opt_paths = [checkpoint.path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(trained["opt_state"])]
+  assert any("encoder/embed" in p for p in opt_paths) and not any("encoder/stack" in p for p in opt_paths)
+  # A run with frozen blocks is itself a source: its export holds its own embedding and the blocks.
+  exported = encoders.export(str(tmp_path / "probe"), str(tmp_path / "export"))
+  probe_all = tiny("probe.py:tiny", steps=3)
+  probe_all.encoder.checkpoint = str(exported)
+  loop.run(probe_all, str(tmp_path / "probe_of_export"))
+  again = final_state(tmp_path / "probe_of_export")["frozen"]["encoder"]
+  np.testing.assert_array_equal(again["embed"]["embedding"], fresh)
+  jax.tree.map(np.testing.assert_array_equal, again["stack"], original["params"]["encoder"]["stack"])
+  with pytest.raises(ValueError, match="frozen_scope must be one of"):
+    loop.run(tiny("probe.py:tiny,frozen_scope=some"), str(tmp_path / "bad"))
+
+
 def test_memory_model_curriculum_on_a_frozen_autoencoder_encoder(tiny, tmp_path):
   """The paper's procedure: autoencoder on chunk-length contexts, then a memory-model decoder on its
   frozen encoder, blank copy then copy."""

@@ -62,3 +62,15 @@ def test_block_shapes_and_layer_norms():
   assert block(jnp.ones((3, 5, 6))).shape == (3, 5, 6)
   assert block.mix_norm.epsilon == 1e-5
   assert block.mlp.up.kernel.shape == (6, 24)
+
+
+def test_layer_norm_matches_torch_on_rows_with_a_large_mean():
+  """A padding slot's constant vector plus a little signal: flax's fast variance (E[x^2] - E[x]^2)
+  loses float32 precision here; torch's two-pass LayerNorm does not."""
+  import torch
+  x = (300.0 + 1e-2 * np.random.default_rng(0).standard_normal((4, 128))).astype(np.float32)
+  expected = torch.nn.LayerNorm(128)(torch.from_numpy(x)).detach().numpy()
+  norm = mixer.layer_norm(128, nnx.Rngs(0))
+  np.testing.assert_allclose(np.asarray(norm(jnp.asarray(x))), expected, atol=1e-2)  # outputs ~1
+  fast = nnx.LayerNorm(128, epsilon=1e-5, rngs=nnx.Rngs(0))  # the default this replaces
+  assert np.abs(np.asarray(fast(jnp.asarray(x))) - expected).max() > 1.0

@@ -27,6 +27,27 @@ def test_pad_mode_truncates_or_pads_with_a_loss_mask(side, tokens, mask):
   np.testing.assert_array_equal(ds[2]["tokens"], [8, 9, 10, 11, 12, 13])  # truncated
 
 
+def test_full_length_keeps_only_documents_that_fill_the_context():
+  """The paper evaluates documents of at least n_ctx tokens (no padding): lengths 5, 3, 8 here."""
+  ds = pipeline.examples(SPLIT, n_ctx=5, mode="pad", pad_id=99, pad_side="left", full_length=True)
+  assert len(ds) == 2
+  np.testing.assert_array_equal(ds[0]["tokens"], [0, 1, 2, 3, 4])
+  np.testing.assert_array_equal(ds[1]["tokens"], [8, 9, 10, 11, 12])
+  assert all(ds[i]["mask"].all() for i in range(2))
+  with pytest.raises(ValueError, match="1 full-length examples"):
+    next(iter(pipeline.batches(SPLIT, n_ctx=6, mode="pad", pad_id=99, pad_side="left", batch_size=2,
+                               seed=0, train=False, full_length=True)))
+
+
+def test_paper_presets_pad_single_documents():
+  from conftest import load_config
+  for spec in ("clm.py:paper", "autoencoder.py:paper", "probe.py:paper", "memory.py:paper"):
+    data = load_config(spec).data
+    assert (data.mode, data.eval_full_length) == ("pad", True)
+    assert data.pad_side == ("right" if spec.startswith("memory") else "left")
+  assert load_config("clm.py:small").data.mode == "pack"
+
+
 def batches(**kw):
   return pipeline.batches(SPLIT, **dict(n_ctx=2, mode="pack", pad_id=0, pad_side="right",
                                         batch_size=2, seed=3, train=True) | kw)

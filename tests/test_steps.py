@@ -76,3 +76,12 @@ def test_bfloat16_compute_keeps_float32_parameters_and_close_losses():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(mixed.params))
   np.testing.assert_allclose(mixed_metrics["loss"], full_metrics["loss"], rtol=2e-2)
   assert float(mixed_metrics["loss"]) != float(full_metrics["loss"])  # it did compute in bfloat16
+
+
+def test_split_frozen_takes_nested_paths_and_keeps_the_nesting():
+  params = {"encoder": {"embed": {"w": 1}, "stack": {"w": 2}}, "head": {"w": 3}}
+  trainable, frozen = split_frozen(params, ("encoder/stack",))
+  assert trainable == {"encoder": {"embed": {"w": 1}}, "head": {"w": 3}}
+  assert frozen == {"encoder": {"stack": {"w": 2}}}
+  assert split_frozen(params, ("encoder",)) == ({"head": {"w": 3}}, {"encoder": params["encoder"]})
+  assert split_frozen(params, ()) == (params, {})

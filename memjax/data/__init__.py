@@ -65,4 +65,5 @@ def batches(data: Data, cfg: Any, *, split: str, batch_size: int, seed: int = 0,
   rows [start, stop) of each global batch (this process's share) when `rows` is given."""
   return pipeline.batches(getattr(data, split), n_ctx=cfg.n_ctx, mode=cfg.mode, pad_id=data.special.pad,
                           pad_side=cfg.pad_side, batch_size=batch_size, seed=seed,
-                          train=split == "train", rows=rows, name=split)
+                          train=split == "train", rows=rows, name=split,
+                          full_length=split == "eval" and cfg.get("eval_full_length", False))

@@ -37,15 +37,16 @@ class PackedWindow:
 
 @dataclasses.dataclass(frozen=True)
 class PaddedDocument:
-  """Example i is document i, truncated to T tokens and padded on the left or right."""
+  """Example i is document documents[i], truncated to T tokens and padded on the left or right."""
 
   split: Split
   n_ctx: int
   pad_id: int
   pad_side: str
+  documents: np.ndarray
 
   def __call__(self, index: int) -> dict[str, np.ndarray]:
-    doc = np.asarray(self.split.document(index)[:self.n_ctx], np.int32)
+    doc = np.asarray(self.split.document(int(self.documents[index]))[:self.n_ctx], np.int32)
     pad = self.n_ctx - len(doc)
     tokens = np.full(self.n_ctx, self.pad_id, np.int32)
     mask = np.zeros(self.n_ctx, np.float32)
@@ -70,26 +71,31 @@ class Rows:
     return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
 
 
-def reader(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str) -> tuple[int, Example]:
-  """(number of examples, example i) of the split."""
+def reader(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str,
+           full_length: bool = False) -> tuple[int, Example]:
+  """(number of examples, example i) of the split (with `full_length`, in 'pad' mode, only the
+  documents of at least n_ctx tokens: no padding, as the paper's evaluations)."""
   if mode not in MODES:
     raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
   if pad_side not in PAD_SIDES:
     raise ValueError(f"data.pad_side must be one of {PAD_SIDES}, got {pad_side!r}")
   if mode == "pack":
     return split.n_tokens // n_ctx, PackedWindow(split.tokens, n_ctx)
-  return split.n_documents, PaddedDocument(split, n_ctx, pad_id, pad_side)
+  documents = np.flatnonzero(np.diff(split.offsets) >= n_ctx) if full_length else np.arange(split.n_documents)
+  return len(documents), PaddedDocument(split, n_ctx, pad_id, pad_side, documents)
 
 
-def examples(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str) -> grain.MapDataset:
+def examples(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str,
+             full_length: bool = False) -> grain.MapDataset:
   """The split as a random-access dataset of single examples."""
-  n, example = reader(split, n_ctx=n_ctx, mode=mode, pad_id=pad_id, pad_side=pad_side)
+  n, example = reader(split, n_ctx=n_ctx, mode=mode, pad_id=pad_id, pad_side=pad_side,
+                      full_length=full_length)
   return grain.MapDataset.range(n).map(example)
 
 
 def batches(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str, batch_size: int,
             seed: int, train: bool, rows: tuple[int, int] | None = None,
-            name: str = "data") -> grain.IterDataset:
+            name: str = "data", full_length: bool = False) -> grain.IterDataset:
   """Rows [start, stop) (default: all) of each global batch of `batch_size` examples.
 
   Training batches are shuffled (a new order every epoch) and repeat forever; evaluation batches
@@ -98,9 +104,11 @@ def batches(split: Split, *, n_ctx: int, mode: Mode, pad_id: int, pad_side: str,
   start, stop = rows if rows is not None else (0, batch_size)
   if not 0 <= start < stop <= batch_size:
     raise ValueError(f"rows [{start}, {stop}) are not inside a batch of {batch_size}")
-  n, example = reader(split, n_ctx=n_ctx, mode=mode, pad_id=pad_id, pad_side=pad_side)
+  n, example = reader(split, n_ctx=n_ctx, mode=mode, pad_id=pad_id, pad_side=pad_side,
+                      full_length=full_length)
   if n < batch_size:
-    raise ValueError(f"the {name} split holds {n} examples of {n_ctx} tokens, fewer than one "
+    which = " full-length" if full_length and mode == "pad" else ""
+    raise ValueError(f"the {name} split holds {n}{which} examples of {n_ctx} tokens, fewer than one "
                      f"batch of {batch_size}: use more data or a smaller batch/n_ctx")
   indices = grain.MapDataset.range(n)
   if train:

@@ -112,6 +112,8 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   summary = {
       "rows": rows,
       "autoencoder_to_causal_accuracy": ratio,
+      # what each probe froze: 'all' (the encoder's embedding too) or 'blocks' (a fresh embedding)
+      "probe_frozen_scope": cfg.probe.encoder.get("frozen_scope", "all"),
       "trained_models": {"clm": results["clm"]["eval"], "autoencoder": results["autoencoder"]["eval"]},
       "minutes": (time.perf_counter() - start) / 60,
       "config": json.loads(cfg.to_json_best_effort()),
@@ -128,6 +130,8 @@ def main(argv: list[str]) -> None:
   summary = run(FLAGS.config, FLAGS.workdir)
   print("\nInformation in one embedding (probe decoders on held-out text):")
   print(table(summary["rows"]))
+  frozen = "blocks" if summary["probe_frozen_scope"] == "blocks" else "embedding and blocks"
+  print(f"(the probes froze the encoder's {frozen})")
   print(f"\nautoencoder / causal LM token accuracy: {summary['autoencoder_to_causal_accuracy']:.1f}x"
         f"  ({summary['minutes']:.1f} min; results.json and headline.png in {FLAGS.workdir})")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from flax import nnx
 
+from memjax.models import init
 from memjax.models.autoencoder import Autoencoder
 from memjax.models.config import StackConfig, stack_config
 from memjax.models.lm import CausalLM
@@ -55,15 +56,20 @@ def decoder_length(cfg: Any) -> int:
 
 
 def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
-  """Builds the model of `cfg.task` (and `cfg.memory.kind` for memory models)."""
+  """Builds the model of `cfg.task` (and `cfg.memory.kind` for memory models).
+
+  `cfg.init` ('memjax' or 'reference', memjax/models/init.py) sets how the autoencoders' and memory
+  models' own token embeddings and heads are initialized; causal LMs are the same in both.
+  """
   vocab = cfg.data.vocab_size
+  convention = init.check(cfg.get("init", "memjax"))
   if cfg.task == "clm":
     return CausalLM(encoder_config(cfg), tie_embeddings=cfg.model.tie_embeddings, rngs=rngs)
   if cfg.task == "autoencoder":
     decoder = stack_config(cfg.decoder, length=cfg.data.n_ctx, vocab_size=vocab)
     return Autoencoder(encoder_config(cfg), decoder, feed=cfg.decoder.feed,
                        embed_index=cfg.encoder.embed_index, compression=cfg.encoder.compression,
-                       rngs=rngs)
+                       init_convention=convention, rngs=rngs)
   if cfg.task != "memory":
     raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
   memory = cfg.memory
@@ -73,8 +79,10 @@ def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
   if memory.kind == "full":
     return CausalLM(decoder, rngs=rngs)
   if memory.kind == "recurrent":
-    return RecurrentMemoryModel(decoder, chunks=memory.chunks, pad_value=memory.pad_value, rngs=rngs)
-  shared = dict(embed_index=cfg.encoder.embed_index, compression=cfg.encoder.compression, rngs=rngs)
+    return RecurrentMemoryModel(decoder, chunks=memory.chunks, pad_value=memory.pad_value,
+                                init_convention=convention, rngs=rngs)
+  shared = dict(embed_index=cfg.encoder.embed_index, compression=cfg.encoder.compression,
+                init_convention=convention, rngs=rngs)
   if memory.kind == "oracle":
     return OracleMemoryModel(encoder_config(cfg), decoder, **shared)
   encoder = encoder_config(cfg) if memory.kind == "parallel" else None

@@ -23,22 +23,24 @@ class Autoencoder(nnx.Module):
   """tokens [B, T] -> {'logits' [B, T, V] (position t regenerates token t), 'embedding' [B, E]}."""
 
   def __init__(self, encoder: StackConfig, decoder: StackConfig, *, feed: Feed = "repeat",
-               embed_index: int = -1, compression: int = 1, rngs: nnx.Rngs):
+               embed_index: int = -1, compression: int = 1, init_convention: str = "memjax",
+               rngs: nnx.Rngs):
     if feed not in FEEDS:
       raise ValueError(f"decoder feed must be one of {FEEDS}, got {feed!r}")
-    self.encoder = TokenEncoder(encoder, rngs=rngs)
+    self.encoder = TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
     self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
     self.unroll = Unroll(decoder.d_model, rngs=rngs) if feed == "unroll" else None
     self.decoder = Stack(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
 
-  def embed(self, tokens_BxT: jax.Array) -> jax.Array:
+  def embed(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
     """The single memory embedding [B, E] of each sequence."""
-    return embedding_at(self.encoder(tokens_BxT), self.embed_index)
+    return embedding_at(self.encoder(tokens_BxT, mask_BxT), self.embed_index)
 
-  def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:
-    embedding_BxE = self.embed(tokens_BxT)
+  def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
+    """`mask_BxT` masks padding in the encoder; the decoder's inputs all come from the embedding."""
+    embedding_BxE = self.embed(tokens_BxT, mask_BxT)
     code_BxD = self.bridge(embedding_BxE)
     T = tokens_BxT.shape[1]
     inputs_BxTxD = self.unroll(code_BxD, T) if self.unroll is not None else repeat(code_BxD, T)

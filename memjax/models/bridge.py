@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from memjax.models.mixer import torch_linear
+from memjax.models.init import torch_linear
 
 
 def embedding_at(hidden_BxTxD: jax.Array, index: int) -> jax.Array:

@@ -16,6 +16,6 @@ class CausalLM(nnx.Module):
     self.encoder = TokenEncoder(cfg, rngs=rngs)
     self.head = None if tie_embeddings else lm_head(cfg, rngs)
 
-  def __call__(self, tokens_BxT: jax.Array) -> dict[str, jax.Array]:
-    hidden_BxTxD = self.encoder(tokens_BxT)
+  def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
+    hidden_BxTxD = self.encoder(tokens_BxT, mask_BxT)
     return {"logits": logits_from(hidden_BxTxD, self.head, self.encoder.embed), "hidden": hidden_BxTxD}

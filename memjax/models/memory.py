@@ -29,12 +29,19 @@ Slots = Literal["fixed", "variable"]
 SLOTS: tuple[str, ...] = ("fixed", "variable")
 
 
-def decode_after_prefix(decoder: TokenEncoder, head: Dense, prefix_BxSxD: jax.Array,
-                        tokens_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+def with_prefix(mask_BxL: jax.Array | None, prefix: int) -> jax.Array | None:
+  """The padding mask of [prefix slots, tokens]: memory slots are always attended to."""
+  if mask_BxL is None:
+    return None
+  return jnp.concatenate([jnp.ones(mask_BxL.shape[:-1] + (prefix,), mask_BxL.dtype), mask_BxL], axis=-1)
+
+
+def decode_after_prefix(decoder: TokenEncoder, head: Dense, prefix_BxSxD: jax.Array, tokens_BxL: jax.Array,
+                        mask_BxL: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Decodes [prefix, embed(tokens)]; returns (logits [B, L, V] at the token positions, hidden [B, S+L, D])."""
   tokens_BxLxD = decoder.embed(tokens_BxL)
   inputs_BxPxD = jnp.concatenate([prefix_BxSxD.astype(tokens_BxLxD.dtype), tokens_BxLxD], axis=1)
-  hidden_BxPxD = decoder.stack(inputs_BxPxD)
+  hidden_BxPxD = decoder.stack(inputs_BxPxD, with_prefix(mask_BxL, prefix_BxSxD.shape[1]))
   return logits_from(hidden_BxPxD[:, prefix_BxSxD.shape[1]:], head, None), hidden_BxPxD
 
 
@@ -57,39 +64,44 @@ class MemoryModel(nnx.Module):
 
   def __init__(self, encoder: StackConfig | None, decoder: StackConfig, *, chunks: int,
                slots: Slots = "fixed", embed_index: int = -1, compression: int = 1,
-               pad_value: float = 1.0, rngs: nnx.Rngs):
+               pad_value: float = 1.0, init_convention: str = "memjax", rngs: nnx.Rngs):
     if chunks < 2:
       raise ValueError(f"a memory model needs at least 2 chunks, got {chunks}")
     if slots not in SLOTS:
       raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
-    self.encoder = TokenEncoder(encoder, rngs=rngs) if encoder is not None else None
+    self.encoder = (TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
+                    if encoder is not None else None)
     self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
                    if encoder is not None else None)
-    self.decoder = TokenEncoder(decoder, rngs=rngs)
-    self.head = lm_head(decoder, rngs)
+    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.head = lm_head(decoder, rngs, init_convention)
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
     self.d_model = decoder.d_model
 
-  def encode(self, chunks_BxCxL: jax.Array) -> jax.Array:
+  def encode(self, chunks_BxCxL: jax.Array, mask_BxCxL: jax.Array | None = None) -> jax.Array:
     """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
     B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
       return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)
-    hidden = self.encoder(chunks_BxCxL.reshape(B * C, L))
+    mask = None if mask_BxCxL is None else mask_BxCxL.reshape(B * C, L)
+    hidden = self.encoder(chunks_BxCxL.reshape(B * C, L), mask)
     return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, C, -1)
 
-  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
+  def memories(self, chunks_BxKxL: jax.Array, mask_BxKxL: jax.Array | None = None) -> jax.Array:
     """One memory per chunk but the last, [B, K-1, D]."""
-    return self.encode(chunks_BxKxL[:, :-1])
+    return self.encode(chunks_BxKxL[:, :-1], None if mask_BxKxL is None else mask_BxKxL[:, :-1])
 
-  def __call__(self, tokens_BxN: jax.Array) -> dict[str, jax.Array]:
+  def __call__(self, tokens_BxN: jax.Array, mask_BxN: jax.Array | None = None) -> dict[str, jax.Array]:
+    """`mask_BxN` (1 on tokens, 0 on padding): transformers attend to tokens and to the memories of
+    chunks that hold a token, never to padding (nor to the memory of a chunk of padding only)."""
     B, N = tokens_BxN.shape
     K, S = self.chunks, self.chunks - 1
     if N % K:
       raise ValueError(f"sequence length {N} is not divisible into {K} chunks")
     L = N // K
     chunks_BxKxL = tokens_BxN.reshape(B, K, L)
-    memories_BxSxD = self.memories(chunks_BxKxL)
+    mask_BxKxL = None if mask_BxN is None else mask_BxN.reshape(B, K, L)
+    memories_BxSxD = self.memories(chunks_BxKxL, mask_BxKxL)
     tokens_BxKxLxD = self.decoder.embed(chunks_BxKxL)
     dtype = tokens_BxKxLxD.dtype
     memories_BxSxD = memories_BxSxD.astype(dtype)
@@ -99,14 +111,24 @@ class MemoryModel(nnx.Module):
       slots_BxKxSxD = jnp.where(visible_KxS[None, :, :, None], memories_BxSxD[:, None], pad_D)
       inputs_BxKxPxD = jnp.concatenate([slots_BxKxSxD, tokens_BxKxLxD], axis=2)
       read_KxL = np.broadcast_to(S + np.arange(L), (K, L))
+      if mask_BxKxL is not None:  # unused slots hold the constant pad vector, attended as without a mask
+        slot_mask_BxKxS = jnp.where(visible_KxS, mask_BxKxL[:, None, :-1].max(axis=-1), 1.0)
+        mask_BxKxP = jnp.concatenate([slot_mask_BxKxS.astype(mask_BxKxL.dtype), mask_BxKxL], axis=2)
     else:
       source_KxP, read_KxL = variable_slot_layout(K, L)
       table_BxKxRxD = jnp.concatenate([
           jnp.broadcast_to(memories_BxSxD[:, None], (B, K, S, self.d_model)), tokens_BxKxLxD,
           jnp.broadcast_to(pad_D, (B, K, 1, self.d_model))], axis=2)
       inputs_BxKxPxD = table_BxKxRxD[:, np.arange(K)[:, None], source_KxP]
+      if mask_BxKxL is not None:  # the same gather over [memories, tokens, pad] of the mask
+        memory_mask_BxKxS = jnp.broadcast_to(mask_BxKxL[:, None, :-1].max(axis=-1), (B, K, S))
+        table_BxKxR = jnp.concatenate([memory_mask_BxKxS, mask_BxKxL, jnp.ones((B, K, 1), mask_BxKxL.dtype)],
+                                      axis=2)
+        mask_BxKxP = table_BxKxR[:, np.arange(K)[:, None], source_KxP]
     P = inputs_BxKxPxD.shape[2]
-    hidden_BxKxPxD = self.decoder.stack(inputs_BxKxPxD.reshape(B * K, P, -1)).reshape(B, K, P, -1)
+    mask_BPxP = None if mask_BxKxL is None else mask_BxKxP.reshape(B * K, P)
+    hidden_BPxPxD = self.decoder.stack(inputs_BxKxPxD.reshape(B * K, P, -1), mask_BPxP)
+    hidden_BxKxPxD = hidden_BPxPxD.reshape(B, K, P, -1)
     hidden_BxKxLxD = hidden_BxKxPxD[:, np.arange(K)[:, None], read_KxL]
     logits = logits_from(hidden_BxKxLxD, self.head, None)
     return {"logits": logits.reshape(B, N, -1), "memories": memories_BxSxD}

@@ -14,20 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax.models.config import StackConfig
-from memjax.models.dense import Dense
+from memjax.models.init import torch_linear, torch_uniform
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default, as in the reference
-
-
-def torch_uniform(fan_in: int) -> nnx.Initializer:
-  """PyTorch's default Linear / Conv initializer: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = fan_in**-0.5
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def torch_linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
-  init = torch_uniform(d_in)
-  return Dense(d_in, d_out, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 def shifted_features(z_BxTxF: jax.Array, kernel: int) -> jax.Array:
@@ -80,15 +69,23 @@ class MixerMLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(x_BxTxD), approximate=False))
 
 
+def layer_norm(d_model: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  """torch.nn.LayerNorm: eps 1e-5 and the two-pass variance (flax's default E[x^2] - E[x]^2 loses
+  float32 precision on rows with a large mean, e.g. the constant vectors of padding slots)."""
+  return nnx.LayerNorm(d_model, epsilon=LAYER_NORM_EPS, use_fast_variance=False, rngs=rngs)
+
+
 class MixerBlock(nnx.Module):
   """Pre-LayerNorm residual block: x + mix(norm(x)), then x + mlp(norm(x))."""
 
   def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
-    self.mix_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mix_norm = layer_norm(cfg.d_model, rngs)
     self.mix = TokenMixing(cfg, rngs=rngs)
-    self.mlp_norm = nnx.LayerNorm(cfg.d_model, epsilon=LAYER_NORM_EPS, rngs=rngs)
+    self.mlp_norm = layer_norm(cfg.d_model, rngs)
     self.mlp = MixerMLP(cfg, rngs=rngs)
 
-  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    """`mask_BxT` is ignored: a mixer's token mixing has no padding mask (nor the reference's)."""
+    del mask_BxT
     x_BxTxD = x_BxTxD + self.mix(self.mix_norm(x_BxTxD))
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))

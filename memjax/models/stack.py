@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax import importing
-from memjax.models import mixer, transformer
+from memjax.models import init, mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 
@@ -50,20 +50,16 @@ class Stack(nnx.Module):
     self.scan_layers = cfg.scan_layers
     self.norm = transformer.final_norm(cfg, rngs) if cfg.family == "transformer" else None
 
-  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    """`mask_BxT` (1 on tokens, 0 on padding): transformer positions never attend to padding."""
     graphdef, layers = nnx.split(self.blocks)
-    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x)
+    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x, mask_BxT)
     if self.scan_layers:
       x_BxTxD, _ = jax.lax.scan(lambda x, layer: (apply_block(x, layer), None), x_BxTxD, layers)
     else:
       for i in range(self.n_layers):
         x_BxTxD = apply_block(x_BxTxD, jax.tree.map(lambda w: w[i], layers))
     return self.norm(x_BxTxD) if self.norm is not None else x_BxTxD
-
-
-def embedding_init(family: str) -> nnx.Initializer:
-  """HF Llama initializes embeddings N(0, 0.02); torch.nn.Embedding (the mixers) N(0, 1)."""
-  return nnx.initializers.normal(0.02 if family == "transformer" else 1.0)
 
 
 class TokenEncoder(nnx.Module):
@@ -73,18 +69,18 @@ class TokenEncoder(nnx.Module):
   an autoencoder or of a memory model.
   """
 
-  def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
-    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embedding_init(cfg.family),
-                           rngs=rngs)
+  def __init__(self, cfg: StackConfig, *, init_convention: str = "memjax", rngs: nnx.Rngs):
+    self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, rngs=rngs,
+                           embedding_init=init.token_embedding(cfg.family, init_convention))
     self.stack = Stack(cfg, rngs=rngs)
 
-  def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
-    return self.stack(self.embed(tokens_BxT))
+  def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
+    return self.stack(self.embed(tokens_BxT), mask_BxT)
 
 
-def lm_head(cfg: StackConfig, rngs: nnx.Rngs) -> Dense:
-  init = transformer.LLAMA_INIT if cfg.family == "transformer" else mixer.torch_uniform(cfg.d_model)
-  return Dense(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+def lm_head(cfg: StackConfig, rngs: nnx.Rngs, init_convention: str = "memjax") -> Dense:
+  kernel_init = init.lm_head(cfg.family, cfg.d_model, init_convention)
+  return Dense(cfg.d_model, cfg.vocab_size, use_bias=False, kernel_init=kernel_init, rngs=rngs)
 
 
 def logits_from(hidden_BxTxD: jax.Array, head: Dense | None, embed: nnx.Embed | None) -> jax.Array:

@@ -13,8 +13,7 @@ from flax import nnx
 
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
-
-LLAMA_INIT = nnx.initializers.normal(stddev=0.02)
+from memjax.models.init import LLAMA
 
 
 def rope_angles(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +40,13 @@ def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> 
   return rotated.reshape(x_BxTxNxH.shape).astype(x_BxTxNxH.dtype)
 
 
-def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.Array) -> jax.Array:
+def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.Array,
+                     mask_BxT: jax.Array | None = None) -> jax.Array:
   """Causal softmax attention; query head n reads key/value head n // (N / K) (as HF `repeat_kv`).
+
+  With `mask_BxT` (1 on tokens, 0 on padding), no query attends to a padding key. A query with no
+  unmasked key at or before it (a padding position before any token) attends evenly to what it may
+  causally see; its output is never scored.
 
   On GPU this is `jax.nn.dot_product_attention` (cuDNN's fused flash attention where available).
   Elsewhere it is written for XLA:CPU: the query heads of a group are stacked along the query axis
@@ -51,14 +55,22 @@ def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.
   (`_stacked_attention`). Measured 2.8x faster, forward and backward, than
   `dot_product_attention`'s XLA path at d=256, T=256, before the hand-written backward.
   """
-  if jax.default_backend() == "gpu":
-    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
   B, T, N, H = q_BxTxNxH.shape
+  if jax.default_backend() == "gpu":
+    if mask_BxT is None:
+      return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
+    bias_Bx1x1xT = jnp.where(mask_BxT > 0, 0.0, -1e30)[:, None, None, :].astype(q_BxTxNxH.dtype)
+    causal_TxT = np.triu(np.full((T, T), -1e30, np.float32), k=1)
+    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH,
+                                        bias=bias_Bx1x1xT + causal_TxT.astype(q_BxTxNxH.dtype))
   K = k_BxTxKxH.shape[2]
   G = N // K
   heads_first = lambda x: x.transpose(0, 2, 1, 3).reshape(B * K, T, H)
   q_QxGTxH = (q_BxTxNxH * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * T, H)
   mask_GTxT = np.tile(np.triu(np.full((T, T), -1e30, np.float32), k=1), (G, 1))
+  if mask_BxT is not None:  # padding keys get -1e30 more (finite: a row of only those stays defined)
+    bias_Qx1xT = jnp.repeat(jnp.where(mask_BxT > 0, 0.0, -1e30), K, axis=0)[:, None, :]
+    mask_GTxT = mask_GTxT + bias_Qx1xT
   out_QxGTxH = _stacked_attention(q_QxGTxH, heads_first(k_BxTxKxH), heads_first(v_BxTxKxH), mask_GTxT)
   return out_QxGTxH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
@@ -109,7 +121,7 @@ def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
 
 
 def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> Dense:
-  return Dense(d_in, d_out, use_bias=False, kernel_init=LLAMA_INIT, rngs=rngs)
+  return Dense(d_in, d_out, use_bias=False, kernel_init=LLAMA, rngs=rngs)
 
 
 class Attention(nnx.Module):
@@ -122,14 +134,15 @@ class Attention(nnx.Module):
     self.v = _linear(cfg.d_model, cfg.kv_heads * cfg.head_dim, rngs)
     self.o = _linear(cfg.n_heads * cfg.head_dim, cfg.d_model, rngs)
 
-  def __call__(self, x_BxTxD: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array,
+               mask_BxT: jax.Array | None = None) -> jax.Array:
     B, T, _ = x_BxTxD.shape
     q_BxTxNxH = self.q(x_BxTxD).reshape(B, T, self.n_heads, self.head_dim)
     k_BxTxKxH = self.k(x_BxTxD).reshape(B, T, self.kv_heads, self.head_dim)
     v_BxTxKxH = self.v(x_BxTxD).reshape(B, T, self.kv_heads, self.head_dim)
     q_BxTxNxH = apply_rope(q_BxTxNxH, cos_TxH, sin_TxH)
     k_BxTxKxH = apply_rope(k_BxTxKxH, cos_TxH, sin_TxH)
-    out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH)
+    out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT)
     return self.o(out_BxTxNxH.reshape(B, T, self.n_heads * self.head_dim))
 
 
@@ -174,9 +187,9 @@ class TransformerBlock(nnx.Module):
     self.mlp = SwiGLU(cfg, rngs=rngs)
     self.head_dim, self.rope_theta = cfg.head_dim, cfg.rope_theta
 
-  def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
     cos_TxH, sin_TxH = rope_angles(x_BxTxD.shape[1], self.head_dim, self.rope_theta)
-    x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), cos_TxH, sin_TxH)
+    x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), cos_TxH, sin_TxH, mask_BxT)
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
 
 

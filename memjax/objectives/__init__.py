@@ -33,8 +33,9 @@ Forward = Callable[[nnx.Module, Batch], Outputs]
 
 
 def call_model(model: nnx.Module, view: Batch) -> Outputs:
-  """The default forward pass of a view: the model on its `inputs` [B, T] -> {'logits' [B, T, V], ...}."""
-  return model(view["inputs"])
+  """The default forward pass of a view: the model on its `inputs` [B, T] -> {'logits' [B, T, V], ...},
+  with its `input_mask` (when the view has one), so that transformers never attend to padding."""
+  return model(view["inputs"], view["input_mask"]) if "input_mask" in view else model(view["inputs"])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

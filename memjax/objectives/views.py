@@ -1,5 +1,6 @@
 """Batch views: pure functions from a data batch {'tokens' [B, T] int, 'mask' [B, T] float} to what a
-model is trained on, {'inputs', 'targets', 'weights'}, all [B, T] (weight 0 = no target there)."""
+model is trained on, {'inputs', 'targets', 'weights', 'input_mask'}, all [B, T] (weight 0 = no target
+there; input_mask 0 = a padding input, which transformer positions do not attend to)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from memjax.objectives.terms import Batch
 
 def language_modelling(batch: Batch) -> dict[str, jax.Array]:
   """The text itself: the model reads the tokens and predicts (or regenerates) them."""
-  return {"inputs": batch["tokens"], "targets": batch["tokens"], "weights": batch["mask"]}
+  return {"inputs": batch["tokens"], "targets": batch["tokens"], "weights": batch["mask"],
+          "input_mask": batch["mask"]}
 
 
 def copy(batch: Batch, *, blank_id: int | None = None, delimiter_id: int = 0,
@@ -33,11 +35,13 @@ def copy(batch: Batch, *, blank_id: int | None = None, delimiter_id: int = 0,
   inputs = jnp.concatenate([first, copied_inputs], axis=1)
   targets = jnp.concatenate([first, first], axis=1)
   weights = jnp.concatenate([jnp.zeros_like(first_mask), first_mask], axis=1)
+  input_mask = jnp.concatenate([first_mask, first_mask], axis=1)  # blanks where the copy is padding
   if delimiter_tokens:
     delimiter = slice(half, half + delimiter_tokens)
     inputs = inputs.at[:, delimiter].set(delimiter_id)
     weights = weights.at[:, delimiter].set(0.0)
-  return {"inputs": inputs, "targets": targets, "weights": weights}
+    input_mask = input_mask.at[:, delimiter].set(1.0)
+  return {"inputs": inputs, "targets": targets, "weights": weights, "input_mask": input_mask}
 
 
 def blank_copy(batch: Batch, *, blank_id: int, delimiter_id: int = 0,

@@ -4,6 +4,11 @@
 workdir of a trained run (a folder with `config.json`; its latest checkpoint's encoder is taken,
 wherever the run kept it: trained, or itself frozen). Both are checked against the new model's encoder
 (architecture, parameter shapes, tokenizer) before anything is restored.
+
+`encoder.frozen=True` freezes the encoder; `encoder.frozen_scope` says how much of it:
+  all     the whole `TokenEncoder` (token embedding and blocks) is loaded and frozen;
+  blocks  the blocks (and final norm) are loaded and frozen behind a fresh, trainable token
+          embedding: the reference's frozen encoders and information probes (its `self.wte`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ CONFIG_JSON = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
 CHECKPOINTS = "checkpoints"
 IGNORED_FIELDS = ("scan_layers",)  # how layers are applied does not change the parameters
+FROZEN_SCOPES = ("all", "blocks")
+PARTS = ("embed", "stack")  # the subtrees of a TokenEncoder's parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +41,35 @@ class EncoderSource:
   checkpoints: epath.Path  # an orbax CheckpointManager folder
   step: int
   architecture: dict[str, Any]  # StackConfig fields
-  subtree: str  # 'params' or 'frozen': where the encoder sits in the checkpoint's state
+  frozen_parts: tuple[str, ...]  # the encoder's parts kept under 'frozen' (the rest: 'params')
   tokenizer_digest: str
+
+  def subtree(self, part: str) -> str:
+    """'params' or 'frozen': where `part` of the encoder sits in the checkpoint's state."""
+    return "frozen" if part in self.frozen_parts else "params"
+
+
+def frozen_scope(cfg: Any) -> str:
+  """`encoder.frozen_scope` of a run config ('all' for configs written before the key existed)."""
+  scope = cfg.encoder.get("frozen_scope", "all")
+  if scope not in FROZEN_SCOPES:
+    raise ValueError(f"encoder.frozen_scope must be one of {FROZEN_SCOPES}, got {scope!r}")
+  return scope
+
+
+def frozen_parts(cfg: Any) -> tuple[str, ...]:
+  """The parts of the run's encoder that are frozen: none, the blocks, or all of it."""
+  if cfg.task == "clm":
+    return ()
+  scope = frozen_scope(cfg)
+  if not cfg.encoder.frozen:
+    return ()
+  return PARTS if scope == "all" else ("stack",)
+
+
+def loaded_parts(cfg: Any) -> tuple[str, ...]:
+  """The parts read from `encoder.checkpoint`: all, or only the blocks (a fresh embedding)."""
+  return ("stack",) if cfg.encoder.frozen and frozen_scope(cfg) == "blocks" else PARTS
 
 
 def _latest_step(directory: epath.Path) -> int:
@@ -53,22 +87,21 @@ def locate(path: str) -> EncoderSource:
   tokenizer = root / TOKENIZER_JSON
   if (root / ENCODER_JSON).exists():
     meta = json.loads((root / ENCODER_JSON).read_text())
-    architecture, subtree, checkpoints = meta["architecture"], "params", root
+    architecture, frozen, checkpoints = meta["architecture"], (), root
   elif (root / CONFIG_JSON).exists():
     cfg = ml_collections.ConfigDict(json.loads((root / CONFIG_JSON).read_text()))
     if cfg.task == "memory" and cfg.memory.kind not in ("parallel", "oracle"):
       raise ValueError(f"the run in {path} is a memory model of kind {cfg.memory.kind!r}, "
                        "which has no encoder")
     architecture = models.encoder_config(cfg).to_dict()
-    frozen = cfg.task != "clm" and cfg.encoder.frozen
-    subtree, checkpoints = ("frozen" if frozen else "params"), root / CHECKPOINTS
+    frozen, checkpoints = frozen_parts(cfg), root / CHECKPOINTS
   else:
     raise FileNotFoundError(f"encoder checkpoint {path!r} is neither an exported encoder (no "
                             f"{ENCODER_JSON}) nor a memjax workdir (no {CONFIG_JSON})")
   if not tokenizer.exists():
     raise FileNotFoundError(f"{path} has no {TOKENIZER_JSON}, so its token ids cannot be checked")
   digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
-  return EncoderSource(checkpoints, _latest_step(checkpoints), architecture, subtree, digest)
+  return EncoderSource(checkpoints, _latest_step(checkpoints), architecture, frozen, digest)
 
 
 def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
@@ -84,19 +117,23 @@ def check_architecture(source: EncoderSource, expected: StackConfig, where: str)
                      + "\n  ".join(differences))
 
 
-def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -> Any:
-  """The encoder parameters at `path`, restored into `target` (abstract arrays with shardings)."""
+def load(path: str, expected: StackConfig, tokenizer_digest: str, target: dict[str, Any]) -> dict[str, Any]:
+  """The encoder parameters at `path`, restored into `target` (abstract arrays with shardings,
+  keyed by part: both, or only 'stack')."""
   source = locate(path)
   check_architecture(source, expected, path)
   if source.tokenizer_digest != tokenizer_digest:
     raise ValueError(f"the encoder in {path} was trained with a different tokenizer than this run's; "
                      f"set data.tokenizer={path}/{TOKENIZER_JSON}")
+  request: dict[str, Any] = {}
+  for part, leaves in target.items():
+    request.setdefault(source.subtree(part), {"encoder": {}})["encoder"][part] = leaves
   mngr = checkpoint.manager(source.checkpoints)
   try:
-    restored = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
+    restored = checkpoint.restore(mngr, source.step, request)
   finally:
     mngr.close()
-  return restored[source.subtree]["encoder"]
+  return {part: restored[source.subtree(part)]["encoder"][part] for part in target}
 
 
 def _new_folder(out: str) -> epath.Path:
@@ -126,15 +163,17 @@ def export(workdir: str, out: str) -> epath.Path:
   mngr = checkpoint.manager(source.checkpoints)
   try:
     shapes = checkpoint.stored_shapes(mngr, source.step)
-    prefix = f"{source.subtree}/encoder/"
-    flat = {name[len(prefix):]: shape for name, shape in shapes.items() if name.startswith(prefix)}
-    target = _unflatten({k: jax.ShapeDtypeStruct(v, "float32") for k, v in flat.items()})
-    encoder = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
+    flat = {}
+    for name, shape in shapes.items():
+      subtree, _, rest = name.partition("/encoder/")
+      if rest and subtree == source.subtree(rest.partition("/")[0]):
+        flat[name] = jax.ShapeDtypeStruct(shape, "float32")
+    restored = checkpoint.restore(mngr, source.step, _unflatten(flat))
   finally:
     mngr.close()
+  encoder = {part: tree["encoder"][part] for tree in restored.values() for part in tree["encoder"]}
   tokenizer_json = (fs.path(workdir) / TOKENIZER_JSON).read_text()
-  return write(out_dir, encoder[source.subtree]["encoder"], source.architecture, tokenizer_json,
-               str(workdir), source.step)
+  return write(out_dir, encoder, source.architecture, tokenizer_json, str(workdir), source.step)
 
 
 def import_hf_llama(model_dir: str, out: str) -> epath.Path:

@@ -75,7 +75,8 @@ def check_workdir(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
 
 
 def frozen_subtrees(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
-  return ("encoder",) if "encoder" in cfg and cfg.encoder.frozen else ()
+  """Parameter paths kept frozen: 'encoder/embed' and/or 'encoder/stack' (encoder.frozen_scope)."""
+  return tuple(f"encoder/{part}" for part in encoders.frozen_parts(cfg)) if "encoder" in cfg else ()
 
 
 def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
@@ -86,11 +87,16 @@ def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
 
 
 def _with_pretrained_encoder(state: TrainState, cfg, shardings: TrainState, tokenizer_digest: str) -> TrainState:
-  """Replaces the freshly initialized encoder by the one at `encoder.checkpoint`."""
-  where = "frozen" if cfg.encoder.frozen else "params"
-  target = checkpoint.abstract(getattr(state, where)["encoder"], getattr(shardings, where)["encoder"])
-  encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
-  return state.replace(**{where: getattr(state, where) | {"encoder": encoder}})
+  """Replaces the freshly initialized encoder (or only its blocks) by the one at `encoder.checkpoint`."""
+  frozen = encoders.frozen_parts(cfg)
+  where = {part: "frozen" if part in frozen else "params" for part in encoders.loaded_parts(cfg)}
+  target = {part: checkpoint.abstract(getattr(state, w)["encoder"][part],
+                                      getattr(shardings, w)["encoder"][part]) for part, w in where.items()}
+  loaded = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
+  trees = {w: dict(getattr(state, w)) for w in set(where.values())}
+  for part, w in where.items():
+    trees[w]["encoder"] = trees[w]["encoder"] | {part: loaded[part]}
+  return state.replace(**trees)
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -47,10 +47,21 @@ def merge_trees(*trees: Params) -> Params:
   return merged
 
 
-def split_frozen(params: Params, frozen_prefixes: tuple[str, ...]) -> tuple[Params, Params]:
-  """(trainable, frozen): top-level subtrees named in `frozen_prefixes` are frozen."""
-  return ({k: v for k, v in params.items() if k not in frozen_prefixes},
-          {k: v for k, v in params.items() if k in frozen_prefixes})
+def split_frozen(params: Params, frozen_paths: tuple[str, ...]) -> tuple[Params, Params]:
+  """(trainable, frozen): the subtrees at `frozen_paths` ('encoder', or nested: 'encoder/stack')
+  are frozen, the rest is trainable; both keep the nesting of `params`."""
+  trainable, frozen = {}, {}
+  for key, value in params.items():
+    inner = tuple(p.partition("/")[2] for p in frozen_paths if p.startswith(key + "/"))
+    if key in frozen_paths:
+      frozen[key] = value
+    elif inner and isinstance(value, dict):
+      trainable_part, frozen_part = split_frozen(value, inner)
+      trainable |= {key: trainable_part} if trainable_part else {}
+      frozen |= {key: frozen_part} if frozen_part else {}
+    else:
+      trainable[key] = value
+  return trainable, frozen
 
 
 def cast_floats(tree: Params, dtype: jnp.dtype) -> Params:
