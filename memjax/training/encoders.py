@@ -38,7 +38,7 @@ class EncoderSource:
   tokenizer_digest: str
 
 
-def _latest_step(directory: epath.Path) -> int:
+def latest_step(directory: epath.Path) -> int:
   mngr = checkpoint.manager(directory)
   step = mngr.latest_step()
   mngr.close()
@@ -68,11 +68,14 @@ def locate(path: str) -> EncoderSource:
   if not tokenizer.exists():
     raise FileNotFoundError(f"{path} has no {TOKENIZER_JSON}, so its token ids cannot be checked")
   digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
-  return EncoderSource(checkpoints, _latest_step(checkpoints), architecture, subtree, digest)
+  return EncoderSource(checkpoints, latest_step(checkpoints), architecture, subtree, digest)
 
 
 def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
-  stored = {k: v for k, v in source.architecture.items() if k not in IGNORED_FIELDS}
+  # Fields added to StackConfig after the checkpoint was written take their defaults.
+  defaults = {f.name: f.default for f in dataclasses.fields(StackConfig)
+              if f.default is not dataclasses.MISSING}
+  stored = {k: v for k, v in (defaults | source.architecture).items() if k not in IGNORED_FIELDS}
   wanted = {k: v for k, v in expected.to_dict().items() if k not in IGNORED_FIELDS}
   if expected.family == "transformer":  # attention works at any length; only mixers fix it
     stored.pop("length", None), wanted.pop("length", None)
@@ -99,7 +102,7 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -
   return restored[source.subtree]["encoder"]
 
 
-def _new_folder(out: str) -> epath.Path:
+def new_folder(out: str) -> epath.Path:
   out_dir = epath.Path(out)
   if out_dir.exists() and any(out_dir.iterdir()):
     raise FileExistsError(f"export folder {out} is not empty; choose a new folder")
@@ -121,14 +124,14 @@ def write(out_dir: epath.Path, params: Any, architecture: dict[str, Any], tokeni
 
 def export(workdir: str, out: str) -> epath.Path:
   """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
-  out_dir = _new_folder(out)
+  out_dir = new_folder(out)
   source = locate(workdir)
   mngr = checkpoint.manager(source.checkpoints)
   try:
     shapes = checkpoint.stored_shapes(mngr, source.step)
     prefix = f"{source.subtree}/encoder/"
     flat = {name[len(prefix):]: shape for name, shape in shapes.items() if name.startswith(prefix)}
-    target = _unflatten({k: jax.ShapeDtypeStruct(v, "float32") for k, v in flat.items()})
+    target = unflatten({k: jax.ShapeDtypeStruct(v, "float32") for k, v in flat.items()})
     encoder = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
   finally:
     mngr.close()
@@ -141,7 +144,7 @@ def import_hf_llama(model_dir: str, out: str) -> epath.Path:
   """Writes the trunk of a Hugging Face Llama-architecture model as an encoder export in `out`."""
   from memjax.models import hf_llama
 
-  out_dir = _new_folder(out)
+  out_dir = new_folder(out)
   tokenizer = epath.Path(model_dir) / TOKENIZER_JSON
   if not tokenizer.exists():
     raise FileNotFoundError(f"{model_dir} has no {TOKENIZER_JSON}")
@@ -149,7 +152,7 @@ def import_hf_llama(model_dir: str, out: str) -> epath.Path:
   return write(out_dir, params, architecture.to_dict(), tokenizer.read_text(), str(model_dir))
 
 
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
   tree: dict[str, Any] = {}
   for name, leaf in flat.items():
     *parents, last = name.split("/")

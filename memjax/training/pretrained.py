@@ -1,0 +1,263 @@
+"""Pretrained causal LMs as memjax checkpoints: convert from / export to Hugging Face, and reuse.
+
+A converted model is a workdir-like folder: `config.json` (a causal-LM run config whose `model`
+section is the architecture), `tokenizer.json`, `pretrained.json` (where it came from, with the
+source's HF config) and `checkpoints/0` (parameters `encoder` and, untied, `head`). Any config can
+name it: as the frozen encoder of a probe (`encoder.checkpoint`, it is a causal-LM workdir), as the
+decoder of a memory model (`decoder.checkpoint`), and `memjax.score` / `memjax.convert to-hf` read it
+as they read a trained run. Parameters are restored straight into their sharded arrays (Orbax reads
+one array at a time), after the freshly initialized ones they replace have been freed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+from tokenizers import Tokenizer
+
+from memjax import config as mc
+from memjax import models
+from memjax.data import tokenizer as tokenizers
+from memjax.models import hf_llama, lora
+from memjax.models.config import ARCH_FIELDS, StackConfig, stack_config
+from memjax.training import checkpoint, encoders
+from memjax.training.state import TrainState, merge_trees
+
+PRETRAINED_JSON = "pretrained.json"
+HF_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# Fields that do not change a decoder's pretrained parameters (LoRA adds its own).
+NOT_COMPARED = ("length", "scan_layers", "lora_rank", "lora_alpha", "lora_targets")
+
+
+# ------------------------------------------------------------------------------ the folder
+
+
+def run_config(arch: StackConfig, tie: bool, tokenizer_path: str) -> ml_collections.ConfigDict:
+  """The causal-LM run config that describes a converted model (what `config.json` holds)."""
+  cfg = mc.base("clm", "paper", stages="clm")
+  cfg.model = ml_collections.ConfigDict(
+      {k: v for k, v in arch.to_dict().items() if k in ARCH_FIELDS} | {"tie_embeddings": tie})
+  cfg.data.update(vocab_size=arch.vocab_size, n_ctx=arch.length, tokenizer=tokenizer_path)
+  return cfg
+
+
+def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokenizer_json: str,
+          source: dict[str, Any]) -> epath.Path:
+  """Writes a converted model folder (see the module docstring); `params` = {'encoder', 'head'?}."""
+  out_dir = encoders.new_folder(out)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  tokenizer = out_dir / encoders.TOKENIZER_JSON
+  tokenizer.write_text(tokenizer_json)
+  cfg = run_config(arch, tie, str(checkpoint.absolute(tokenizer)))
+  (out_dir / encoders.CONFIG_JSON).write_text(cfg.to_json_best_effort(indent=2))
+  (out_dir / PRETRAINED_JSON).write_text(json.dumps(source, indent=2))
+  mngr = checkpoint.manager(out_dir / encoders.CHECKPOINTS, items=(checkpoint.STATE,), async_save=False)
+  checkpoint.save(mngr, 0, {"params": params}, force=True)
+  mngr.close()
+  return out_dir
+
+
+def convert_hf_llama(src: str, dst: str) -> epath.Path:
+  """`python -m memjax.convert hf-llama SRC DST`: an HF Llama folder -> a converted model folder."""
+  tokenizer = epath.Path(src) / encoders.TOKENIZER_JSON
+  hf_config = hf_llama.read_hf_config(src)
+  arch, tie = hf_llama.read_config(hf_config)  # refuses bad configs before anything is read
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{src} has no {encoders.TOKENIZER_JSON}")
+  tokenizer_json = tokenizer.read_text()
+  vocab = Tokenizer.from_str(tokenizer_json).get_vocab_size()
+  if vocab != arch.vocab_size:
+    raise ValueError(f"{src}/tokenizer.json has {vocab} tokens but config.json has vocab_size="
+                     f"{arch.vocab_size}; memjax needs them equal (data.vocab_size is both)")
+  encoders.new_folder(dst)
+  params = hf_llama.read_params(hf_llama.open_weights(epath.Path(src)), arch, tie)
+  return write(dst, arch, tie, params, tokenizer_json, {"source": str(src), "hf_config": hf_config})
+
+
+# ------------------------------------------------------------------------------ reading a causal LM
+
+
+@dataclasses.dataclass(frozen=True)
+class LMSource:
+  """A causal LM inside a converted folder or a trained run (clm, or a memory model's decoder)."""
+
+  directory: epath.Path
+  checkpoints: epath.Path
+  step: int
+  arch: StackConfig  # without LoRA: adapters are merged when the parameters are read
+  tie: bool
+  trunk: str  # the TokenEncoder's name in the run's parameters: 'encoder' (clm) or 'decoder'
+  lora_scale: float  # alpha / rank of the run's adapters (0: none)
+  tokenizer_digest: str
+  hf_config: dict[str, Any]
+
+
+def locate(path: str) -> LMSource:
+  root = epath.Path(path)
+  if not (root / encoders.CONFIG_JSON).exists():
+    raise FileNotFoundError(f"{path} is not a memjax checkpoint folder (no {encoders.CONFIG_JSON}); "
+                            "convert a Hugging Face model first: python -m memjax.convert hf-llama SRC DST")
+  cfg = ml_collections.ConfigDict(json.loads((root / encoders.CONFIG_JSON).read_text()))
+  if cfg.task == "clm":
+    arch, tie, trunk = models.encoder_config(cfg), bool(cfg.model.get("tie_embeddings", False)), "encoder"
+  elif cfg.task == "memory" and cfg.memory.kind in ("parallel", "none"):
+    arch = stack_config(cfg.decoder, length=models.decoder_length(cfg), vocab_size=cfg.data.vocab_size)
+    tie, trunk = bool(cfg.decoder.get("tie_embeddings", False)), "decoder"
+  else:
+    raise ValueError(f"{path} holds a {cfg.task!r} run, which has no causal LM to read (a converted "
+                     "model, a clm run or a parallel/none memory model's decoder)")
+  if (root / PRETRAINED_JSON).exists():
+    hf_config = json.loads((root / PRETRAINED_JSON).read_text()).get("hf_config", {})
+  else:
+    hf_config = {}
+  if trunk == "decoder" and cfg.decoder.get("checkpoint"):
+    source = epath.Path(cfg.decoder.checkpoint) / PRETRAINED_JSON
+    if source.exists():
+      hf_config = json.loads(source.read_text()).get("hf_config", {})
+  scale = arch.lora_alpha / arch.lora_rank if arch.lora_rank else 0.0
+  tokenizer = root / encoders.TOKENIZER_JSON
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{path} has no {encoders.TOKENIZER_JSON}")
+  digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
+  checkpoints = root / encoders.CHECKPOINTS
+  return LMSource(root, checkpoints, encoders.latest_step(checkpoints), arch.replace(lora_rank=0),
+                  tie, trunk, scale, digest, hf_config)
+
+
+def read(source: LMSource) -> dict[str, Any]:
+  """The LM's parameters {'encoder', 'head'?} as float32 numpy, LoRA adapters merged."""
+  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  try:
+    shapes = checkpoint.stored_shapes(mngr, source.step)
+    wanted = [f"{where}/{part}/" for where in ("params", "frozen") for part in (source.trunk, "head")]
+    flat = {name: jax.ShapeDtypeStruct(shape, np.float32) for name, shape in shapes.items()
+            if name.startswith(tuple(wanted))}
+    restored = checkpoint.restore(mngr, source.step, encoders.unflatten(flat))
+  finally:
+    mngr.close()
+  merged = merge_trees(restored.get("params", {}), restored.get("frozen", {}))
+  if source.trunk not in merged:
+    raise checkpoint.CheckpointError(f"{source.directory} holds no {source.trunk!r} parameters")
+  trunk = lora.merge(merged[source.trunk], source.lora_scale) if source.lora_scale else merged[source.trunk]
+  params = {"encoder": jax.tree.map(np.asarray, trunk)}
+  if not source.tie:
+    if "head" not in merged:
+      raise checkpoint.CheckpointError(f"{source.directory} holds no 'head' (an untied LM head)")
+    params["head"] = jax.tree.map(np.asarray, merged["head"])
+  return params
+
+
+def to_hf(src: str, dst: str) -> epath.Path:
+  """`python -m memjax.convert to-hf SRC DST`: config.json, model.safetensors and tokenizer.json
+  that `transformers.AutoModelForCausalLM.from_pretrained(DST)` loads."""
+  from safetensors.numpy import save_file
+
+  source = locate(src)
+  if source.arch.family != "transformer":
+    raise ValueError(f"{src} holds a {source.arch.family!r} model; only transformers export to Llama")
+  out_dir = encoders.new_folder(dst)
+  params = read(source)
+  weights = hf_llama.hf_weights(params, source.arch, source.tie)
+  del params
+  out_dir.mkdir(parents=True, exist_ok=True)
+  save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+  config = hf_llama.write_config(source.arch, source.tie, source.hf_config)
+  (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+  (out_dir / encoders.TOKENIZER_JSON).write_text((source.directory / encoders.TOKENIZER_JSON).read_text())
+  return out_dir
+
+
+# ------------------------------------------------------------------------------ reuse in a run
+
+
+def adapters_only(trainable: dict[str, Any], frozen: dict[str, Any], cfg: Any) -> tuple[dict, dict]:
+  """With LoRA on the memory model's decoder, only its adapters stay trainable (with the encoder
+  and bridge): the decoder's own weights and the LM head move to the frozen parameters."""
+  if cfg.task != "memory" or not cfg.decoder.get("lora_rank", 0) or "decoder" not in trainable:
+    return trainable, frozen
+  adapters, base = lora.split_adapters(trainable["decoder"])
+  moved = {"decoder": base} | ({"head": trainable["head"]} if "head" in trainable else {})
+  kept = {k: v for k, v in trainable.items() if k not in moved} | {"decoder": adapters}
+  return kept, merge_trees(frozen, moved)
+
+
+def _check_decoder(source: LMSource, cfg: Any, where: str) -> StackConfig:
+  configured = stack_config(cfg.decoder, length=models.decoder_length(cfg), vocab_size=cfg.data.vocab_size)
+  stored = {k: v for k, v in source.arch.to_dict().items() if k not in NOT_COMPARED}
+  wanted = {k: v for k, v in configured.to_dict().items() if k not in NOT_COMPARED}
+  differences = [f"{k}: checkpoint {stored[k]!r}, config {wanted[k]!r}" for k in sorted(stored)
+                 if stored[k] != wanted[k]]
+  tie = bool(cfg.decoder.get("tie_embeddings", False))
+  if tie != source.tie:
+    differences.append(f"tie_embeddings: checkpoint {source.tie}, config {tie}")
+  if differences:
+    raise ValueError(f"the pretrained decoder in {where} does not match the decoder section (build the "
+                     "config with configs/memory.py:PRESET,decoder=DIR):\n  " + "\n  ".join(differences))
+  return configured
+
+
+def _replace_leaves(tree: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+  """`tree` with the leaves that `new` also holds replaced (keys of `new` absent from `tree` ignored)."""
+  out = dict(tree)
+  for key, value in new.items():
+    if key in out:
+      out[key] = _replace_leaves(out[key], value) if isinstance(value, dict) else value
+  return out
+
+
+def _pick(tree: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
+  """The subtree of `tree` shaped as `like`."""
+  return {k: _pick(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in like.items()}
+
+
+def with_pretrained_decoder(state: TrainState, cfg: Any, shardings: TrainState,
+                            tokenizer_digest: str) -> TrainState:
+  """Replaces the memory model's fresh decoder (and head) by the causal LM at `decoder.checkpoint`.
+
+  The fresh arrays are freed before the restore, which reads each array into its target sharding:
+  at no point are there two copies of the decoder.
+  """
+  path = cfg.decoder.checkpoint
+  source = locate(path)
+  if source.trunk != "encoder":
+    raise ValueError(f"decoder.checkpoint={path} must be a converted model or a clm run")
+  _check_decoder(source, cfg, path)
+  if source.tokenizer_digest != tokenizer_digest:
+    raise ValueError(f"the decoder in {path} was trained with a different tokenizer than this run's; "
+                     f"set data.tokenizer={path}/{encoders.TOKENIZER_JSON}")
+  params = merge_trees(state.params, state.frozen)
+  shards = merge_trees(shardings.params, shardings.frozen)
+  base = lora.split_adapters(params["decoder"])[1]
+  current = {"encoder": base} | ({"head": params["head"]} if not source.tie else {})
+  target_shardings = {"encoder": _pick(shards["decoder"], base)}
+  if not source.tie:
+    target_shardings["head"] = shards["head"]
+  target = checkpoint.abstract(current, target_shardings)
+  jax.tree.map(lambda x: x.delete(), current)
+  mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
+  try:
+    restored = checkpoint.restore(mngr, source.step, {"params": target})["params"]
+  finally:
+    mngr.close()
+  new = {"decoder": restored["encoder"]} | ({"head": restored["head"]} if "head" in restored else {})
+  return state.replace(params=_replace_leaves(state.params, new), frozen=_replace_leaves(state.frozen, new))
+
+
+def memory_report(state: TrainState) -> str:
+  """Bytes of parameters (trainable, frozen) and optimizer state held on each device."""
+  totals: dict[Any, dict[str, int]] = {}
+  for part in ("params", "frozen", "opt_state"):
+    for leaf in jax.tree.leaves(getattr(state, part)):
+      for shard in getattr(leaf, "addressable_shards", ()):
+        per_device = totals.setdefault(shard.device, {"params": 0, "frozen": 0, "opt_state": 0})
+        per_device[part] += shard.data.nbytes
+  mib = lambda b: f"{b / 2**20:9.1f} MiB"
+  lines = [f"  {str(d):28s} params {mib(t['params'])}  frozen {mib(t['frozen'])}  "
+           f"optimizer {mib(t['opt_state'])}" for d, t in sorted(totals.items(), key=lambda x: x[0].id)]
+  return "memory per device (parameters and optimizer state):\n" + "\n".join(lines)
