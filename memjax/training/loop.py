@@ -22,7 +22,7 @@ from memjax import data as data_lib
 from memjax import models, objectives
 from memjax.metrics import information
 from memjax.objectives import curriculum
-from memjax.training import checkpoint, encoders, optim, sharding, steps
+from memjax.training import checkpoint, encoders, optim, pretrained, sharding, steps
 from memjax.training.state import TrainState, split_frozen, split_model
 from memjax.training.writers import MetricWriter
 
@@ -77,7 +77,7 @@ def frozen_subtrees(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
   _, params = split_model(models.build_model(cfg, nnx.Rngs(cfg.seed)))
-  trainable, frozen = split_frozen(params, frozen_subtrees(cfg))
+  trainable, frozen = pretrained.adapters_only(*split_frozen(params, frozen_subtrees(cfg)), cfg)
   return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=tx.init(trainable),
                     rng=jax.random.PRNGKey(cfg.seed), frozen=frozen)
 
@@ -86,6 +86,7 @@ def _with_pretrained_encoder(state: TrainState, cfg, shardings: TrainState, toke
   """Replaces the freshly initialized encoder by the one at `encoder.checkpoint`."""
   where = "frozen" if cfg.encoder.frozen else "params"
   target = checkpoint.abstract(getattr(state, where)["encoder"], getattr(shardings, where)["encoder"])
+  jax.tree.map(lambda x: x.delete(), getattr(state, where)["encoder"])  # one copy at a time
   encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
   return state.replace(**{where: getattr(state, where) | {"encoder": encoder}})
 
@@ -166,6 +167,8 @@ class Trainer:
     state = jax.jit(self._init, out_shardings=self.shardings)()
     if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
       state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
+    if self.cfg.task == "memory" and self.cfg.decoder.get("checkpoint"):
+      state = pretrained.with_pretrained_decoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
     return state
 
   def train_step(self, objective: str) -> steps.TrainStep:
@@ -215,6 +218,8 @@ class Run:
       target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
       restored = checkpoint.restore(self.checkpoints, latest, target, trainer.train_batches)
       self.state = TrainState(**restored)
+    if jax.process_index() == 0:
+      print(pretrained.memory_report(self.state))
 
   def _write_run_files(self) -> None:
     if jax.process_index() == 0:
