@@ -41,13 +41,11 @@ def logits(checkpoint_dir: str, tokens_BxT: np.ndarray | None = None, *, tokens_
   source = pretrained.locate(checkpoint_dir)
   if tokens_BxT is None:
     tokens_BxT = load_tokens(tokens_path, source.arch.vocab_size)
-  params = pretrained.read(source)
-  model = nnx.merge(nnx.graphdef(nnx.eval_shape(
-      lambda: CausalLM(source.arch, tie_embeddings=source.tie, rngs=nnx.Rngs(0)))), params)
-  graphdef, state = nnx.split(model)
-  del params, model
-  forward = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t)["logits"])
-  out = [np.asarray(forward(state, tokens_BxT[i:i + batch_size]), np.float32)
+  params = pretrained.read(source, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  graphdef = nnx.graphdef(nnx.eval_shape(
+      lambda: CausalLM(source.arch, tie_embeddings=source.tie, rngs=nnx.Rngs(0))))
+  forward = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t)["logits"])
+  out = [np.asarray(forward(params, tokens_BxT[i:i + batch_size]), np.float32)
          for i in range(0, len(tokens_BxT), batch_size)]
   return np.concatenate(out) if out else np.zeros((0, tokens_BxT.shape[1], source.arch.vocab_size), np.float32)
 

@@ -15,6 +15,7 @@ from memjax import convert, score
 from memjax.models import hf_llama
 from memjax.models.config import StackConfig
 from memjax.models.stack import TokenEncoder
+from memjax.training import encoders
 
 VOCAB = 50
 HF_CONFIG = dict(model_type="llama", hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -113,11 +114,19 @@ def test_converted_model_matches_transformers_in_both_layouts_and_back(tmp_path,
   np.testing.assert_allclose(hf_logits(reloaded, TOKENS), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_bfloat16_checkpoints_are_read_exactly(tmp_path):
+def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_exports_as_an_encoder(tmp_path):
   model = hf_model(tmp_path / "hf", tie=False, rope=LLAMA3, dtype=torch.bfloat16)
   _, _, params, _ = hf_llama.load_causal_lm(tmp_path / "hf")
   expected = model.model.layers[1].self_attn.k_proj.weight.detach().float().numpy().T
   np.testing.assert_array_equal(params["encoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
+  # memjax.export --hf_llama: the trunk as a frozen-encoder export, same hidden states as LlamaModel.
+  out = encoders.import_hf_llama(str(tmp_path / "hf"), str(tmp_path / "encoder"))
+  assert json.loads((out / encoders.ENCODER_JSON).read_text())["architecture"]["rope_type"] == "llama3"
+  cfg, trunk = hf_llama.load(tmp_path / "hf")
+  encoder = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))), trunk)
+  with torch.no_grad():
+    hidden = model.float().model(torch.tensor(TOKENS)).last_hidden_state.numpy()
+  np.testing.assert_allclose(encoder(TOKENS), hidden, rtol=1e-5, atol=1e-5)
 
 
 def refused(config_changes, match):

@@ -14,7 +14,7 @@ from memjax.experiments import llm_probe
 from memjax.models import lora
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
-from memjax.training import loop, pretrained, sharding
+from memjax.training import checkpoint, encoders, loop, pretrained, sharding
 from memjax.training.state import merge_trees, split_model
 
 LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -142,10 +142,14 @@ def test_llm_probe_sweeps_n_ctx_on_a_converted_model(tiny, converted, tmp_path):
   assert [r["n_ctx"] for r in rows] == [8, 16] and all(np.isfinite(r["cross_entropy"]) for r in rows)
   assert (tmp_path / "probe" / "results.md").read_text().count("| 8 |") == 1
   # The probed encoder is the converted model, frozen (its token embedding included).
+  assert llm_probe.run_config(cfg, 16, 128, 8).train.batch_size == 8
   stored = leaves(pretrained.read(pretrained.locate(str(converted)))["encoder"])
-  run = loop.Run(llm_probe.run_config(cfg, 16, 128, 8), str(tmp_path / "probe" / "n_ctx_16"))
-  assert run.cfg.train.batch_size == 8
-  frozen = leaves(run.state.frozen)
-  run.close()
+  mngr = checkpoint.manager(tmp_path / "probe" / "n_ctx_16" / "checkpoints")
+  shapes = checkpoint.stored_shapes(mngr, 2)
+  target = encoders.unflatten({n: jax.ShapeDtypeStruct(s, np.float32) for n, s in shapes.items()
+                               if n.startswith("frozen/encoder/")})
+  frozen = leaves(checkpoint.restore(mngr, 2, target)["frozen"]["encoder"])
+  mngr.close()
+  assert frozen.keys() == stored.keys()
   for name, value in stored.items():
-    np.testing.assert_array_equal(frozen[f"encoder/{name}"], value)
+    np.testing.assert_array_equal(frozen[name], value)

@@ -69,7 +69,7 @@ def merge(params: dict[str, Any], scale: float) -> dict[str, Any]:
     if isinstance(value, dict):
       if "lora_a" in value:
         a, b = np.asarray(value["lora_a"], np.float32), np.asarray(value["lora_b"], np.float32)
-        kernel = np.asarray(value["kernel"], np.float32) + scale * np.matmul(a, b)
+        kernel = np.asarray(value["kernel"], np.float32) + np.float32(scale) * np.matmul(a, b)
         out[key] = {k: v for k, v in value.items() if k not in ADAPTERS} | {"kernel": kernel}
       else:
         out[key] = merge(value, scale)

@@ -130,13 +130,14 @@ def locate(path: str) -> LMSource:
                   tie, trunk, scale, digest, hf_config)
 
 
-def read(source: LMSource) -> dict[str, Any]:
-  """The LM's parameters {'encoder', 'head'?} as float32 numpy, LoRA adapters merged."""
+def read(source: LMSource, sharding: jax.sharding.Sharding | None = None) -> dict[str, Any]:
+  """The LM's parameters {'encoder', 'head'?} in float32, LoRA adapters merged: numpy arrays, or
+  jax arrays restored straight onto `sharding` (one copy on the host, not a numpy one and a jax one)."""
   mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
   try:
     shapes = checkpoint.stored_shapes(mngr, source.step)
     wanted = [f"{where}/{part}/" for where in ("params", "frozen") for part in (source.trunk, "head")]
-    flat = {name: jax.ShapeDtypeStruct(shape, np.float32) for name, shape in shapes.items()
+    flat = {name: jax.ShapeDtypeStruct(shape, np.float32, sharding=sharding) for name, shape in shapes.items()
             if name.startswith(tuple(wanted))}
     restored = checkpoint.restore(mngr, source.step, encoders.unflatten(flat))
   finally:
@@ -145,11 +146,11 @@ def read(source: LMSource) -> dict[str, Any]:
   if source.trunk not in merged:
     raise checkpoint.CheckpointError(f"{source.directory} holds no {source.trunk!r} parameters")
   trunk = lora.merge(merged[source.trunk], source.lora_scale) if source.lora_scale else merged[source.trunk]
-  params = {"encoder": jax.tree.map(np.asarray, trunk)}
+  params = {"encoder": trunk}
   if not source.tie:
     if "head" not in merged:
       raise checkpoint.CheckpointError(f"{source.directory} holds no 'head' (an untied LM head)")
-    params["head"] = jax.tree.map(np.asarray, merged["head"])
+    params["head"] = merged["head"]
   return params
 
 
