@@ -7,8 +7,8 @@ python=${1:-python} scratch=${2:-/tmp/memjax-pretrained-memory}
 rm -rf "$scratch" && mkdir -p "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 export MEMJAX_CACHE="$scratch/cache" JAX_PLATFORMS=cpu
-peak() { /usr/bin/time -f "{\"step\": \"$1\", \"peak_rss_mib\": %M, \"seconds\": %e}" "${@:2}" 2>&1 >/dev/null \
-           | awk '{ if ($0 ~ /^\{"step"/) { sub(/"peak_rss_mib": [0-9]+/, "\"peak_rss_mib\": " int(substr($0, index($0, "rss_mib\": ") + 10) / 1024)); print } }'; }
+peak() { /usr/bin/time -f "{\"step\": \"$1\", \"peak_rss_kib\": %M, \"seconds\": %e}" "${@:2}" 2>&1 >/dev/null \
+           | grep '^{"step"'; }
 nice -n 10 "$python" benchmarks/pretrained_memory.py make "$scratch/hf"
 du -sh "$scratch/hf/model.safetensors"
 peak convert nice -n 10 "$python" -m memjax.convert hf-llama "$scratch/hf" "$scratch/memjax"

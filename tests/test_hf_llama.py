@@ -124,8 +124,9 @@ def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_exports_as_an_encod
   assert json.loads((out / encoders.ENCODER_JSON).read_text())["architecture"]["rope_type"] == "llama3"
   cfg, trunk = hf_llama.load(tmp_path / "hf")
   encoder = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))), trunk)
-  with torch.no_grad():
-    hidden = model.float().model(torch.tensor(TOKENS)).last_hidden_state.numpy()
+  reference = transformers.LlamaModel.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+  with torch.no_grad():  # (a float32 model: casting the bf16 one would keep its bf16 RoPE buffer)
+    hidden = reference(torch.tensor(TOKENS)).last_hidden_state.numpy()
   np.testing.assert_allclose(encoder(TOKENS), hidden, rtol=1e-5, atol=1e-5)
 
 

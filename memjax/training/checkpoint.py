@@ -96,3 +96,22 @@ def restore(mngr: ocp.CheckpointManager, step: int, target: Any, iterator: Any =
   except Exception as error:  # orbax raises many types for corrupt files
     raise CheckpointError(f"checkpoint step {step} in {mngr.directory} cannot be restored: {error}; "
                           "move it away to resume from an earlier one") from None
+
+
+def restore_arrays(mngr: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  """`restore` (state only) one array at a time: Orbax reads all requested arrays concurrently,
+  with buffers of their own (measured: about two copies of a 380M-parameter model at the peak),
+  while pretrained weights should never need more than one copy on the host."""
+  check_shapes(target, stored_shapes(mngr, step), f"checkpoint step {step} in {mngr.directory}")
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+  restored = []
+  for path, leaf in leaves:
+    keys = [getattr(key, "key", getattr(key, "name", key)) for key in path]
+    nested: Any = leaf
+    for key in reversed(keys):
+      nested = {key: nested}
+    value = restore(mngr, step, nested)
+    for key in keys:
+      value = value[key]
+    restored.append(value)
+  return jax.tree_util.tree_unflatten(treedef, restored)

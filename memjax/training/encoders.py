@@ -96,7 +96,7 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -
                      f"set data.tokenizer={path}/{TOKENIZER_JSON}")
   mngr = checkpoint.manager(source.checkpoints)
   try:
-    restored = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
+    restored = checkpoint.restore_arrays(mngr, source.step, {source.subtree: {"encoder": target}})
   finally:
     mngr.close()
   return restored[source.subtree]["encoder"]

@@ -82,15 +82,6 @@ def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
                     rng=jax.random.PRNGKey(cfg.seed), frozen=frozen)
 
 
-def _with_pretrained_encoder(state: TrainState, cfg, shardings: TrainState, tokenizer_digest: str) -> TrainState:
-  """Replaces the freshly initialized encoder by the one at `encoder.checkpoint`."""
-  where = "frozen" if cfg.encoder.frozen else "params"
-  target = checkpoint.abstract(getattr(state, where)["encoder"], getattr(shardings, where)["encoder"])
-  jax.tree.map(lambda x: x.delete(), getattr(state, where)["encoder"])  # one copy at a time
-  encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
-  return state.replace(**{where: getattr(state, where) | {"encoder": encoder}})
-
-
 # ------------------------------------------------------------------------------ evaluation
 
 
@@ -163,13 +154,10 @@ class Trainer:
     return _init_state(self.cfg, self.tx)
 
   def init_state(self) -> TrainState:
-    """A fresh state, created directly with its shardings (pretrained encoder loaded if configured)."""
-    state = jax.jit(self._init, out_shardings=self.shardings)()
-    if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
-      state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
-    if self.cfg.task == "memory" and self.cfg.decoder.get("checkpoint"):
-      state = pretrained.with_pretrained_decoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
-    return state
+    """A fresh state, created directly with its shardings; a pretrained encoder (encoder.checkpoint)
+    or decoder (decoder.checkpoint) is restored from its checkpoint instead of initialized."""
+    abstract = checkpoint.abstract(self.abstract_state, self.shardings)
+    return pretrained.init_state(self._init, abstract, self.cfg, self.data.tokenizer_digest)
 
   def train_step(self, objective: str) -> steps.TrainStep:
     """The jitted train step of one objective (compiled on first use)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -139,7 +139,7 @@ def read(source: LMSource, sharding: jax.sharding.Sharding | None = None) -> dic
     wanted = [f"{where}/{part}/" for where in ("params", "frozen") for part in (source.trunk, "head")]
     flat = {name: jax.ShapeDtypeStruct(shape, np.float32, sharding=sharding) for name, shape in shapes.items()
             if name.startswith(tuple(wanted))}
-    restored = checkpoint.restore(mngr, source.step, encoders.unflatten(flat))
+    restored = checkpoint.restore_arrays(mngr, source.step, encoders.unflatten(flat))
   finally:
     mngr.close()
   merged = merge_trees(restored.get("params", {}), restored.get("frozen", {}))
@@ -203,51 +203,72 @@ def _check_decoder(source: LMSource, cfg: Any, where: str) -> StackConfig:
   return configured
 
 
-def _replace_leaves(tree: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-  """`tree` with the leaves that `new` also holds replaced (keys of `new` absent from `tree` ignored)."""
-  out = dict(tree)
-  for key, value in new.items():
-    if key in out:
-      out[key] = _replace_leaves(out[key], value) if isinstance(value, dict) else value
-  return out
+def _decoder_target(source: LMSource, abstract: TrainState) -> dict[str, Any]:
+  """The converted model's parameter tree {'encoder', 'head'?}, as abstract leaves of this run's
+  decoder (wherever they sit: trainable, or frozen under LoRA)."""
+  params = merge_trees(abstract.params, abstract.frozen)
+  target = {"encoder": lora.split_adapters(params["decoder"])[1]}
+  if not source.tie:
+    target["head"] = params["head"]
+  return target
 
 
-def _pick(tree: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
-  """The subtree of `tree` shaped as `like`."""
-  return {k: _pick(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in like.items()}
+def init_state(init: Callable[[], TrainState], abstract: TrainState, cfg: Any,
+               tokenizer_digest: str) -> TrainState:
+  """A fresh state with its shardings (`abstract` carries them) in which pretrained parts are
+  restored from their checkpoints instead of initialized: the encoder at `encoder.checkpoint`, the
+  memory model's decoder (and head) at `decoder.checkpoint`.
 
-
-def with_pretrained_decoder(state: TrainState, cfg: Any, shardings: TrainState,
-                            tokenizer_digest: str) -> TrainState:
-  """Replaces the memory model's fresh decoder (and head) by the causal LM at `decoder.checkpoint`.
-
-  The fresh arrays are freed before the restore, which reads each array into its target sharding:
-  at no point are there two copies of the decoder.
+  The jitted initializer returns only the other leaves (XLA then never computes the rest), and the
+  pretrained arrays are read one at a time into their shardings: the host holds one copy.
   """
+  loaded: dict[str, Any] = {}  # path name in the state -> restored array
+  if "encoder" in cfg and cfg.encoder.checkpoint:
+    where = "frozen" if cfg.encoder.frozen else "params"
+    encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest,
+                            getattr(abstract, where)["encoder"])
+    loaded |= {f"{where}/encoder/{name}": x for name, x in _named_leaves(encoder).items()}
+  if cfg.task == "memory" and cfg.decoder.get("checkpoint"):
+    source = locate(cfg.decoder.checkpoint)
+    target = _decoder_target(source, abstract)
+    where = {id(x): name for name, x in _named_leaves({"params": abstract.params,
+                                                       "frozen": abstract.frozen}).items()}
+    restored = _load_decoder(source, target, cfg, tokenizer_digest)
+    for x, new in zip(jax.tree.leaves(target), jax.tree.leaves(restored)):
+      loaded[where[id(x)]] = new  # the state's path of the decoder leaf `x`
+  flat = _named_leaves(abstract)
+  keep = [name not in loaded for name in flat]
+  shardings = [x.sharding for x in flat.values()]
+
+  def fresh_leaves():
+    return [x for x, k in zip(jax.tree.leaves(init()), keep) if k]
+
+  fresh = iter(jax.jit(fresh_leaves, out_shardings=[s for s, k in zip(shardings, keep) if k])())
+  leaves = [loaded[name] if name in loaded else next(fresh) for name in flat]
+  return jax.tree.unflatten(jax.tree.structure(abstract), leaves)
+
+
+def _named_leaves(tree: Any) -> dict[str, Any]:
+  from memjax.training.sharding import path_name
+
+  return {path_name(path): x for path, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _load_decoder(source: LMSource, target: dict[str, Any], cfg: Any,
+                  tokenizer_digest: str) -> dict[str, Any]:
+  """The causal LM at `decoder.checkpoint`, checked, restored onto the decoder's shardings."""
   path = cfg.decoder.checkpoint
-  source = locate(path)
   if source.trunk != "encoder":
     raise ValueError(f"decoder.checkpoint={path} must be a converted model or a clm run")
   _check_decoder(source, cfg, path)
   if source.tokenizer_digest != tokenizer_digest:
     raise ValueError(f"the decoder in {path} was trained with a different tokenizer than this run's; "
                      f"set data.tokenizer={path}/{encoders.TOKENIZER_JSON}")
-  params = merge_trees(state.params, state.frozen)
-  shards = merge_trees(shardings.params, shardings.frozen)
-  base = lora.split_adapters(params["decoder"])[1]
-  current = {"encoder": base} | ({"head": params["head"]} if not source.tie else {})
-  target_shardings = {"encoder": _pick(shards["decoder"], base)}
-  if not source.tie:
-    target_shardings["head"] = shards["head"]
-  target = checkpoint.abstract(current, target_shardings)
-  jax.tree.map(lambda x: x.delete(), current)
   mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
   try:
-    restored = checkpoint.restore(mngr, source.step, {"params": target})["params"]
+    return checkpoint.restore_arrays(mngr, source.step, {"params": target})["params"]
   finally:
     mngr.close()
-  new = {"decoder": restored["encoder"]} | ({"head": restored["head"]} if "head" in restored else {})
-  return state.replace(params=_replace_leaves(state.params, new), frozen=_replace_leaves(state.frozen, new))
 
 
 def memory_report(state: TrainState) -> str:
