@@ -1,6 +1,7 @@
 # memjax: `make demo` runs the headline experiment, `make test` the tests.
 # Both create a virtual environment in .venv (unless one is active) with Python >= 3.11; where the
 # machine has only an older python3 (e.g. 3.10), uv (installed from PyPI) fetches Python 3.12.
+# `python -P` (3.11+) keeps the checkout off sys.path, so demo and bench run the installed memjax.
 
 VENV ?= .venv
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
@@ -29,7 +30,7 @@ $(VENV)/bin/python:
 
 demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .
-	$(PY) -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
+	$(PY) -P -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
 
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet -e '.[test,parity]'
@@ -37,8 +38,8 @@ test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 
 bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .
-	$(PY) -m memjax.bench train --config=configs/clm.py:bench
-	$(PY) -m memjax.bench train --config=configs/clm.py:bench --config.model.family=mixer
+	$(PY) -P -m memjax.bench train --config=configs/clm.py:bench
+	$(PY) -P -m memjax.bench train --config=configs/clm.py:bench --config.model.family=mixer
 
 clean:
 	rm -rf $(VENV) .venv-uv runs build *.egg-info

@@ -1,0 +1,113 @@
+"""The job every target runs: `python -m memjax.train ARGS` at one recorded commit, and when to rerun it.
+
+memjax.train exits with PREEMPTED (42) after it saved a checkpoint on SIGTERM (spot/preemptible TPU
+VMs and SLURM `--signal=TERM@120` send one); running the same command again resumes from that
+checkpoint. xpk restarts on 42 and on 128-255 by default; the launchers here follow the same rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import subprocess
+
+from launch.runner import Cmd, cmd
+
+PREEMPTED = 42
+JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
+EXTRAS = "hf"  # memjax extras installed with it: the paper presets read hf:fineweb-edu (--extras)
+
+
+def retryable(code: int) -> bool:
+  """Preempted after a checkpoint (42), killed by a signal (128+), or the ssh link lost (255)."""
+  return code == PREEMPTED or code >= 128
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """`train_args` go to memjax.train unchanged; `env` is exported on every process."""
+  train_args: tuple[str, ...]
+  commit: str
+  env: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    flags = flag_values(self.train_args)
+    for name in ("config", "workdir"):
+      if name not in flags:
+        raise ValueError(f"memjax.train needs --{name}=...; pass it after `--`, e.g. "
+                         "-- --config=configs/clm.py:paper --workdir=gs://BUCKET/run")
+    for key, _ in self.env:
+      if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise ValueError(f"--env: {key!r} is not a variable name (use --env NAME=VALUE)")
+
+  @property
+  def workdir(self) -> str:
+    return flag_values(self.train_args)["workdir"]
+
+  def exports(self, distributed: bool) -> list[tuple[str, str]]:
+    base = [("MEMJAX_DISTRIBUTED", "1")] if distributed else []
+    return base + [("MEMJAX_COMMIT", self.commit), *self.env]
+
+  def command(self, python: str) -> list[str]:
+    return [python, "-m", "memjax.train", *self.train_args]
+
+
+def flag_values(args) -> dict[str, str]:
+  """--name=value and --name value pairs of an absl command line."""
+  values, args = {}, list(args)
+  for i, arg in enumerate(args):
+    if arg.startswith("--") and "=" in arg:
+      name, value = arg[2:].split("=", 1)
+      values[name] = value
+    elif arg.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--"):
+      values[arg[2:]] = args[i + 1]
+  return values
+
+
+def parse_env(pairs) -> tuple[tuple[str, str], ...]:
+  out = []
+  for pair in pairs or ():
+    if "=" not in pair:
+      raise ValueError(f"--env {pair!r}: expected NAME=VALUE")
+    out.append(tuple(pair.split("=", 1)))
+  return tuple(out)
+
+
+def export_lines(exports) -> str:
+  return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in exports)
+
+
+def resolve_commit(commit: str, say=print, shipped: bool = True) -> str:
+  """A full sha is taken as given; anything else (default HEAD) is resolved in this checkout.
+  `shipped`: the job runs `git archive` of it; otherwise it runs this checkout as it is."""
+  if re.fullmatch(r"[0-9a-f]{40}", commit):
+    return commit
+  done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+                        capture_output=True, text=True)
+  if done.returncode:
+    raise ValueError(f"--commit {commit!r} is not a commit of this repository (git rev-parse failed)")
+  status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+  if status.stdout.strip():
+    say(f"uncommitted changes are not shipped: the job runs commit {done.stdout.strip()[:12]}" if shipped else
+        f"this checkout has uncommitted changes: MEMJAX_COMMIT={done.stdout.strip()[:12]} names its last commit")
+  return done.stdout.strip()
+
+
+def jax_tpu(version: str) -> str:
+  """The pinned requirement every TPU worker installs."""
+  if not re.fullmatch(r"[0-9]+(\.[0-9]+)*([a-z0-9.]*)", version):
+    raise ValueError(f"--jax-version {version!r}: a version such as {JAX_VERSION}")
+  return f"jax[tpu]=={version}"
+
+
+def package(path: str, extras: str) -> str:
+  """pip's spec for memjax at `path` with `extras` (comma-separated; empty for none)."""
+  if not re.fullmatch(r"[a-z0-9_-]*(,[a-z0-9_-]+)*", extras):
+    raise ValueError(f"--extras {extras!r}: comma-separated extra names such as hf,tfds")
+  return f"{path}[{extras}]" if extras else path
+
+
+def archive(commit: str, path: str) -> Cmd:
+  """The code that runs: `git archive` of the recorded commit (never the working tree)."""
+  return cmd("git", "archive", "--format=tar.gz", "-o", path, commit)

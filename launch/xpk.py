@@ -1,0 +1,77 @@
+"""GKE: the same job as a JobSet through xpk, which restarts it on exit 42 (and 128-255).
+
+xpk builds a Docker image from `--base-docker-image` plus a script folder; here that folder is the
+`git archive` of the recorded commit, and the container installs pinned jax[tpu] and memjax before
+training (again at each restart: about a minute).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from launch import job as jobs
+from launch.runner import Cmd, Runner, cmd
+from launch.tpu import LIBTPU_RELEASES, accelerator_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  cluster: str
+  name: str
+  tpu: str
+  num_slices: int = 1
+  max_restarts: int = 0
+  project: str | None = None
+  zone: str | None = None
+  base_image: str = "python:3.12"
+  grace_s: int = 120  # SIGTERM to SIGKILL: time for memjax's preemption checkpoint
+
+  def __post_init__(self):
+    object.__setattr__(self, "tpu", accelerator_type(self.tpu))
+    if self.num_slices < 1 or self.max_restarts < 0:
+      raise ValueError("--num-slices must be >= 1 and --max-restarts >= 0")
+
+  @property
+  def staging(self) -> str:
+    return f"/tmp/memjax-xpk-{self.name}"
+
+
+def _where(w: Workload) -> list[str]:
+  return [f"--project={w.project}"] * bool(w.project) + [f"--zone={w.zone}"] * bool(w.zone)
+
+
+def container_command(w: Workload, job: jobs.Job, jax_version: str, extras: str = jobs.EXTRAS) -> str:
+  train = shlex.join(job.command("python3"))
+  install = f'python3 -m pip install "{jobs.jax_tpu(jax_version)}" -f {LIBTPU_RELEASES} "{jobs.package(".", extras)}"'
+  return f"{install} && {train}"
+
+
+def create_commands(w: Workload, job: jobs.Job, jax_version: str = jobs.JAX_VERSION,
+                    extras: str = jobs.EXTRAS) -> list[Cmd]:
+  if not job.workdir.startswith("gs://"):
+    raise ValueError(f"--workdir={job.workdir}: a GKE run needs a gs:// workdir that outlives its pods")
+  env = [f"--env={key}={value}" for key, value in job.exports(distributed=True)]
+  create = cmd("xpk", "workload", "create", f"--cluster={w.cluster}", f"--workload={w.name}",
+               f"--tpu-type={w.tpu}", f"--num-slices={w.num_slices}", f"--max-restarts={w.max_restarts}",
+               f"--termination-grace-period-seconds={w.grace_s}", f"--base-docker-image={w.base_image}",
+               f"--script-dir={w.staging}", *env,
+               f"--command={container_command(w, job, jax_version, extras)}", *_where(w))
+  return [cmd("rm", "-rf", w.staging), cmd("mkdir", "-p", w.staging),
+          jobs.archive(job.commit, f"{w.staging}.tar.gz"), cmd("tar", "-xzf", f"{w.staging}.tar.gz", "-C", w.staging),
+          create]
+
+
+def delete_command(w: Workload) -> Cmd:
+  return cmd("xpk", "workload", "delete", f"--cluster={w.cluster}", f"--workload={w.name}", *_where(w))
+
+
+def run(w: Workload, job: jobs.Job, runner: Runner, jax_version: str = jobs.JAX_VERSION,
+        extras: str = jobs.EXTRAS) -> None:
+  runner.say(f"commit {job.commit}")
+  for command in create_commands(w, job, jax_version, extras):
+    runner.run(command)
+
+
+def delete(w: Workload, runner: Runner) -> None:
+  runner.run(delete_command(w))

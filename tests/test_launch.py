@@ -1,0 +1,487 @@
+"""The launch layer without a cloud: golden dry runs, a fake cloud behind the runner, scripts run for real.
+
+Goldens (tests/goldens/launch/*.txt) hold the exact output of `python -m launch ... --dry-run`; after
+an intended change, regenerate them with
+    MEMJAX_UPDATE_GOLDENS=1 python -m pytest tests/test_launch.py -n 0
+and review the diff. Expected facts (runtime versions, device files, flags) are also asserted
+directly, from the Cloud TPU / SLURM / xpk documentation, not from the goldens.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from launch import __main__ as cli
+from launch import gpu, tpu, xpk
+from launch import job as jobs
+from launch.runner import Cmd, Result
+
+ROOT = pathlib.Path(__file__).parent.parent
+GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+TRAIN = ["--", "--config=configs/clm.py:paper", "--workdir=gs://my-bucket/runs/clm"]
+SLICE = ["--name=memjax-1", "--zone=us-central2-b"]
+
+CASES = {
+    "tpu_create_v4": ["tpu", "create", *SLICE, "--accelerator=v4-32"],
+    "tpu_create_v5e_spot": ["tpu", "create", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5e-16", "--spot"],
+    "tpu_create_v6e_reserved": ["tpu", "create", "--name=memjax-1", "--zone=us-east5-b", "--project=my-project",
+                                "--accelerator=v6e-8", "--reserved"],
+    "tpu_run_v4": ["tpu", "run", *SLICE, "--accelerator=v4-32", "--retries=3", f"--commit={SHA}", *TRAIN],
+    "tpu_run_v5e_spot": ["tpu", "run", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5litepod-16", "--spot",
+                         "--retries=10", f"--commit={SHA}", "--env=TFDS_DATA_DIR=gs://my-bucket/tfds", *TRAIN],
+    "tpu_run_v6e": ["tpu", "run", "--name=memjax-1", "--zone=us-east5-b", "--accelerator=v6e-8",
+                    "--jax-version=0.10.2", f"--commit={SHA}", "--detach", *TRAIN],
+    "tpu_logs": ["tpu", "logs", *SLICE],
+    "tpu_logs_worker_follow": ["tpu", "logs", *SLICE, "--worker=0", "--follow", "--lines=20"],
+    "tpu_logs_out": ["tpu", "logs", *SLICE, "--out=logs/memjax-1"],
+    "tpu_stop": ["tpu", "stop", *SLICE],
+    "tpu_stop_force": ["tpu", "stop", *SLICE, "--force"],
+    "tpu_delete": ["tpu", "delete", *SLICE],
+    "xpk_run_v5e": ["xpk", "run", "--cluster=my-cluster", "--workload=clm-1", "--tpu=v5litepod-16", "--max-restarts=5",
+                    "--project=my-project", "--zone=us-west4-a", f"--commit={SHA}", *TRAIN],
+    "xpk_run_v6e": ["xpk", "run", "--cluster=my-cluster", "--workload=clm-2", "--tpu=v6e-32", "--num-slices=2",
+                    "--max-restarts=3", f"--commit={SHA}", *TRAIN],
+    "xpk_delete": ["xpk", "delete", "--cluster=my-cluster", "--workload=clm-1"],
+    "gpu_node": ["gpu", "node", "--gpus=0,1,2,3", "--retries=2", "--env=XLA_PYTHON_CLIENT_MEM_FRACTION=.9", "--",
+                 "--config=configs/clm.py:small", "--workdir=runs/clm"],
+    "gpu_slurm": ["gpu", "slurm", "--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=my-account",
+                  "--time=04:00:00", "--retries=3", "--run-dir=/shared/memjax/clm", f"--commit={SHA}", "--",
+                  "--config=configs/clm.py:paper", "--workdir=/shared/memjax/clm/workdir"],
+}
+
+
+def with_dry_run(argv) -> list[str]:
+  """argv with --dry-run before the `--` that starts memjax.train's arguments."""
+  split = argv.index("--") if "--" in argv else len(argv)
+  return [*argv[:split], "--dry-run", *argv[split:]]
+
+
+@pytest.fixture(autouse=True)
+def head_is_sha(monkeypatch):
+  """`gpu node` records this checkout's HEAD; the goldens need a fixed one (others pass --commit)."""
+  resolve = jobs.resolve_commit
+  monkeypatch.setattr(jobs, "resolve_commit",
+                      lambda commit, say, shipped=True: SHA if commit == "HEAD" and not shipped else resolve(commit, say))
+
+
+def dry_run(argv, capsys) -> str:
+  assert cli.main(with_dry_run(argv)) == 0
+  out = capsys.readouterr().out
+  return f"# python -m launch {shlex.join(with_dry_run(argv))}\n{out}"
+
+
+def bash_n(text: str) -> None:
+  done = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dry_run_matches_golden_and_is_bash(name, capsys):
+  out = dry_run(CASES[name], capsys)
+  path = GOLDENS / f"{name}.txt"
+  if os.environ.get("MEMJAX_UPDATE_GOLDENS") == "1":
+    path.write_text(out)
+  assert path.exists(), f"no golden {path}: run with MEMJAX_UPDATE_GOLDENS=1"
+  assert out == path.read_text()
+  bash_n(out)  # the dry run is itself a bash script (commands, heredoc'd files, # comments)
+
+
+def test_goldens_say_what_the_docs_say(capsys):
+  """Facts from the Cloud TPU, xpk and SLURM docs, checked in the dry runs."""
+  runtimes = {"tpu_create_v4": "--runtime-version=tpu-ubuntu2204-base",
+              "tpu_create_v5e_spot": "--runtime-version=v2-alpha-tpuv5-lite",
+              "tpu_create_v6e_reserved": "--runtime-version=v2-alpha-tpuv6e"}
+  for name, flag in runtimes.items():
+    assert flag in dry_run(CASES[name], capsys)
+  assert "--accelerator-type=v5litepod-16 " in dry_run(CASES["tpu_create_v5e_spot"], capsys)
+  assert " --spot" in dry_run(CASES["tpu_create_v5e_spot"], capsys)
+  assert " --reserved" in dry_run(CASES["tpu_create_v6e_reserved"], capsys)
+  v4, v5e = dry_run(CASES["tpu_run_v4"], capsys), dry_run(CASES["tpu_run_v5e_spot"], capsys)
+  assert "lsof -t /dev/accel*" in v4 and "/dev/vfio" not in v4
+  assert "lsof -t /dev/vfio/*" in v5e and "/dev/accel" not in v5e
+  for out in (v4, v5e):
+    assert "rm -f /tmp/libtpu_lockfile" in out and f"git archive --format=tar.gz -o /tmp/memjax-memjax-1/code.tar.gz {SHA}" in out
+    assert "--worker=all '--command=bash memjax-memjax-1/start.sh'" in out
+    assert '"jax[tpu]==0.10.2"' in out and "export MEMJAX_DISTRIBUTED=1" in out
+  assert "export TFDS_DATA_DIR=gs://my-bucket/tfds" in v5e
+  slurm = dry_run(CASES["gpu_slurm"], capsys)
+  for line in ("#SBATCH --signal=TERM@120", "#SBATCH --requeue", "#SBATCH --ntasks-per-node=8",
+               "#SBATCH --gpus-per-node=8", "--output=/shared/memjax/clm/logs/%j-%t.out"):
+    assert line in slurm
+  assert "--max-restarts=5" in dry_run(CASES["xpk_run_v5e"], capsys)
+
+
+@pytest.mark.parametrize("accelerator", ["v4-8", "v5litepod-16", "v5p-16", "v6e-8"])
+def test_every_worker_script_is_bash(accelerator):
+  s = tpu.Slice("memjax-1", "z", accelerator)
+  job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/r", "--config.train.steps=10"), SHA,
+                 (("NOTE", "it's quoted"),))
+  scripts = tpu.worker_scripts(s, job, "0.10.2")
+  assert set(scripts) == {"setup.sh", "versions.sh", "free_tpu.sh", "run.sh", "start.sh", "status.sh", "stop.sh"}
+  for text in scripts.values():
+    bash_n(text)
+  bash_n(gpu.sbatch_script(gpu.Slurm("/shared/r", 2, 4), job))
+
+
+def test_accelerator_table():
+  expected = {"v4-8": ("v4-8", 1), "v4-32": ("v4-32", 4), "v5e-8": ("v5litepod-8", 1),
+              "v5litepod-16": ("v5litepod-16", 4), "v6e-8": ("v6e-8", 1), "v6e-64": ("v6e-64", 16)}
+  for name, (gcloud_name, workers) in expected.items():
+    s = tpu.Slice("a", "z", name)
+    assert (s.accelerator, s.expected_workers) == (gcloud_name, workers)
+  for bad in ("v3-8", "v5e", "tpu-8", "v6e-0"):
+    with pytest.raises(ValueError, match="accelerator"):
+      tpu.Slice("a", "z", bad)
+
+
+# --- a fake cloud behind the runner ------------------------------------------------------------------
+
+class FakeCloud:
+  """Plays gcloud for one queued resource: `states` are what successive describes see while it
+  exists (FAILED / SUSPENDED stay until it is deleted); `runs` scripts each started run's worker states."""
+
+  def __init__(self, states, runs, workers=2, versions=None):
+    self.states, self.runs, self.workers = list(states), list(runs), workers
+    self.versions = versions or ["jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30"] * workers
+    self.exists, self.log, self.said, self.current = True, [], [], None
+
+  def run(self, command: Cmd) -> Result:
+    argv = command.argv
+    text = " ".join(argv)
+    self.log.append(text)
+    if "queued-resources describe" in text:
+      if not self.exists:
+        return Result(1, "")
+      sticky = self.states[0] in tpu.RECREATE or len(self.states) == 1  # until deleted / the last one
+      return Result(0, self.states[0] if sticky else self.states.pop(0))
+    if "queued-resources delete" in text:
+      self.exists = False
+      if self.states[0] in tpu.RECREATE:
+        self.states.pop(0)
+    elif "queued-resources create" in text:
+      self.exists = True
+    elif "tpu-vm describe" in text:
+      return Result(0, "".join(f"10.0.0.{i}\n" for i in range(self.workers)))
+    elif "versions.sh" in text:
+      return Result(0, "".join(f"MEMJAX_VERSIONS {v} host{i}\n" for i, v in enumerate(self.versions)))
+    elif "start.sh" in text:
+      self.current = list(self.runs.pop(0))
+    elif "status.sh" in text:
+      if self.current is None:  # nothing started yet
+        return Result(0, "".join(f"MEMJAX_STATUS host{i} lost\n" for i in range(self.workers)))
+      answer = self.current.pop(0) if len(self.current) > 1 else self.current[0]
+      if answer == "unreachable":
+        return Result(255, "")
+      return Result(0, "".join(f"MEMJAX_STATUS host{i} {s}\n" for i, s in enumerate(answer)))
+    return Result(0, "")
+
+  def write(self, path, text):
+    self.log.append(f"write {path}")
+
+  def sleep(self, seconds):
+    pass
+
+  def say(self, message):
+    self.said.append(message)
+
+  def count(self, fragment):
+    return sum(fragment in line for line in self.log)
+
+  def ran(self, script):
+    """How often `script` ran on the workers (writes of the file don't count)."""
+    return self.count(f"--command=bash memjax-memjax-1/{script}")
+
+
+JOB = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), SHA)
+S = tpu.Slice("memjax-1", "us-central2-b", "v4-16", capacity="spot")
+
+
+def test_suspended_slice_is_recreated_then_waited_for():
+  cloud = FakeCloud(["SUSPENDED", "WAITING_FOR_RESOURCES", "PROVISIONING", "ACTIVE"], runs=[])
+  tpu.wait_active(S, cloud, poll_s=1, create_missing=True)
+  kinds = [line.split()[3:5] for line in cloud.log]
+  assert kinds == [["queued-resources", "describe"], ["queued-resources", "delete"], ["queued-resources", "create"],
+                   ["queued-resources", "describe"], ["queued-resources", "describe"], ["queued-resources", "describe"]]
+  assert "--spot" in cloud.log[2] and "--force" in cloud.log[1]
+
+
+def test_create_waits_until_active_and_a_failed_one_is_recreated():
+  cloud = FakeCloud(["WAITING_FOR_RESOURCES", "FAILED", "ACTIVE"], runs=[])
+  cloud.exists = False
+  tpu.create(S, cloud, poll_s=1)
+  assert cloud.count("queued-resources create") == 2 and cloud.count("queued-resources delete") == 1
+
+
+def test_preempted_run_is_relaunched_on_a_recreated_slice():
+  """Spot preemption: workers unreachable, slice SUSPENDED -> recreate -> reinstall -> same command -> 0."""
+  cloud = FakeCloud(["ACTIVE", "ACTIVE", "SUSPENDED", "PROVISIONING", "ACTIVE"],
+                    runs=[[("running", "running"), "unreachable"], [("running", "running"), ("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=2, poll_s=1) == 0
+  assert cloud.ran("start.sh") == 2 and cloud.ran("setup.sh") == 2
+  assert cloud.count("queued-resources delete") == 1 and cloud.count("queued-resources create") == 1
+  assert [line for line in cloud.log if "run.sh" in line] == [f"write {S.staging}/run.sh"] * 2
+  assert any("relaunching (1/2)" in message and "gs://b/run" in message for message in cloud.said)
+
+
+def test_exit_42_relaunches_without_recreating_and_retries_run_out():
+  cloud = FakeCloud(["ACTIVE"], runs=[[("42", "42")], [("running", "42"), ("42", "42")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1) == 42
+  assert cloud.ran("start.sh") == 2 and cloud.count("queued-resources create") == 0
+  assert cloud.ran("stop.sh --force") == 1
+
+
+def test_a_stopped_run_is_not_relaunched():
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("stopped", "stopped")]])
+  assert tpu.run(S, JOB, cloud, retries=3, poll_s=1) == 42
+  assert cloud.ran("start.sh") == 1 and any("not relaunched" in message for message in cloud.said)
+
+
+def test_a_running_job_is_attached_to_and_a_partial_one_replaced():
+  """Running `tpu run` again while the job runs waits for it; a job alive on some workers only is killed."""
+  cloud = FakeCloud(["ACTIVE"], runs=[])
+  cloud.current = [("running", "running"), ("running", "running"), ("0", "0")]
+  assert tpu.run(S, JOB, cloud, poll_s=1) == 0
+  assert cloud.ran("start.sh") == 0 and cloud.ran("setup.sh") == 0
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("0", "0")]])
+  cloud.current = [("running", "lost")]
+  assert tpu.run(S, JOB, cloud, poll_s=1) == 0
+  assert cloud.ran("stop.sh --force") == 1 and cloud.ran("start.sh") == 1
+  assert cloud.log.index(next(l for l in cloud.log if "stop.sh --force" in l)) < cloud.log.index(
+      next(l for l in cloud.log if "start.sh" in l and "--command" in l))
+
+
+def test_a_real_error_is_not_retried_and_stops_the_other_workers():
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("1", "running")]])
+  assert tpu.run(S, JOB, cloud, retries=5, poll_s=1) == 1
+  assert cloud.ran("start.sh") == 1 and cloud.ran("stop.sh --force") == 1
+
+
+def test_version_skew_is_refused_before_starting():
+  cloud = FakeCloud(["ACTIVE"], runs=[], versions=["jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30",
+                                                   "jax=0.10.1 jaxlib=0.10.1 libtpu=0.0.30"])
+  with pytest.raises(RuntimeError, match=r"disagree.*jax=0.10.1 .* on host1.*jax=0.10.2 .* on host0"):
+    tpu.run(S, JOB, cloud, poll_s=1)
+  assert cloud.ran("start.sh") == 0
+  with pytest.raises(RuntimeError, match="1 of 2 workers answered"):
+    tpu.check_versions("MEMJAX_VERSIONS jax=1 jaxlib=1 libtpu=1 host0\n", 2)
+
+
+def test_outcome():
+  assert tpu.outcome(["running", "running"]) is None
+  assert tpu.outcome(["0", "running"]) is None  # process 0 may still write results
+  assert tpu.outcome(["0", "0"]) == 0
+  assert tpu.outcome(["42", "running"]) == 42
+  assert tpu.outcome(["42", "1"]) == 1  # an error wins over a preemption
+  assert tpu.outcome(["lost", "0"]) == 255 and tpu.outcome(["", "0"]) == 255
+  assert tpu.outcome(["stopped", "stopped"]) == 42
+  assert [jobs.retryable(c) for c in (0, 1, 2, 42, 127, 137, 143, 255)] == [False, False, False, True, False, True, True, True]
+
+
+def test_gpu_node_reruns_after_preemption_only():
+  class Codes:
+    def __init__(self, codes):
+      self.codes, self.commands = list(codes), []
+    def run(self, command):
+      self.commands.append(command)
+      return Result(self.codes.pop(0))
+    def say(self, message):
+      pass
+  job = jobs.Job(("--config=c", "--workdir=runs/x"), SHA)
+  runner = Codes([42, 143, 0])
+  assert gpu.run_node(job, runner, retries=2) == 0 and len(runner.commands) == 3
+  assert len({c.argv for c in runner.commands}) == 1
+  runner = Codes([1])
+  assert gpu.run_node(job, runner, retries=2) == 1 and len(runner.commands) == 1
+  runner = Codes([42, 42])
+  assert gpu.run_node(job, runner, retries=1) == 42
+
+
+# --- the generated scripts, run for real with stand-ins for python / srun -----------------------------
+
+def _executable(path: pathlib.Path, text: str) -> None:
+  path.write_text(text)
+  path.chmod(0o755)
+
+
+def test_worker_run_stop_status_scripts(tmp_path):
+  """run.sh records the exit code; stop.sh's SIGTERM reaches memjax.train (a stand-in exiting 42 on TERM)."""
+  home = tmp_path / "memjax-x"
+  (home / "code").mkdir(parents=True)
+  (home / "venv" / "bin").mkdir(parents=True)
+  _executable(home / "venv" / "bin" / "python",
+              '#!/bin/bash\necho "args: $* distributed=$MEMJAX_DISTRIBUTED"\n'
+              'trap "echo got TERM; exit 42" TERM\nsleep 20 & wait\nexit 3\n')
+  for name, text in tpu.worker_scripts(tpu.Slice("x", "z", "v4-8"), JOB, "0.10.2").items():
+    (home / name).write_text(text)
+  run = subprocess.Popen(["bash", str(home / "run.sh")], stdout=open(home / "run.log", "w"), stderr=subprocess.STDOUT)
+  status = lambda: subprocess.run(["bash", str(home / "status.sh")], capture_output=True, text=True).stdout.split()
+  for _ in range(100):
+    if (home / "train.pid").exists() and status()[-1] == "running":
+      break
+    subprocess.run(["sleep", "0.05"])
+  assert status()[-1] == "running"
+  stop = subprocess.run(["bash", str(home / "stop.sh")], capture_output=True, text=True)
+  assert "sent SIGTERM" in stop.stdout
+  assert run.wait(timeout=20) == 0
+  assert status()[-1] == "stopped" and (home / "exit_code").read_text().strip() == "42"
+  log = (home / "run.log").read_text()
+  assert "args: -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1" in log
+  assert "got TERM" in log and "exit 42" in log
+
+
+@pytest.mark.parametrize("restarts, requeued", [(0, True), (2, True), (3, False)])
+def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit 42\n')
+  _executable(bin_dir / "scontrol", f'#!/bin/bash\necho "scontrol $*" >> {tmp_path}/calls\n')
+  cfg = gpu.Slurm(str(tmp_path / "run"), nodes=2, gpus_per_node=4, retries=3)
+  job = jobs.Job(("--config=configs/clm.py:paper", f"--workdir={tmp_path}/work"), SHA)
+  os.makedirs(gpu.code_dir(cfg, SHA))
+  script = tmp_path / "job.sbatch"
+  script.write_text(gpu.sbatch_script(cfg, job))
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77", SLURM_RESTART_COUNT=str(restarts))
+  done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+  assert done.returncode == 42
+  calls = (tmp_path / "calls").read_text().splitlines()
+  assert calls[0].startswith(f"srun --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
+  assert ("scontrol requeue 77" in calls) == requeued
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--", "--config=c"], "needs --workdir"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--", "--config=c", "--workdir=runs/x"],
+     "needs a gs:// workdir"),
+    (["tpu", "create", *SLICE, "--accelerator=v3-8"], "accelerator 'v3-8'"),
+    (["tpu", "create", "--name=Bad_Name", "--zone=z", "--accelerator=v4-8"], "--name 'Bad_Name'"),
+    (["tpu", "logs", *SLICE, "--", "--workdir=x"], "takes no memjax.train arguments"),
+    (["gpu", "slurm", "--run-dir=/r", f"--commit={SHA}", "--", "--config=c", "--workdir=rel/x"], "absolute path"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--commit=no-such-ref", *TRAIN], "not a commit"),
+    (["gpu", "node", "--env=1X=2", "--", "--config=c", "--workdir=w"], "not a variable name"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--extras=hf;x", *TRAIN], "--extras 'hf;x'"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", f"--commit={SHA}", "--jax-version=1;x", *TRAIN],
+     "--jax-version '1;x'"),
+])
+def test_bad_input_is_refused_with_its_name(argv, message, capsys):
+  assert cli.main(with_dry_run(argv)) == 2
+  err = capsys.readouterr().err
+  assert message in err, err
+
+
+def test_a_dry_run_flag_after_the_separator_runs_nothing(capsys):
+  class Refuse:
+    def run(self, command):
+      raise AssertionError(f"ran {command}")
+  assert cli.main(["tpu", "delete", *SLICE, "--", "--dry-run"], runner=Refuse()) == 2
+  assert cli.main(["tpu", "run", *SLICE, "--accelerator=v4-8", *TRAIN, "--dry-run"], runner=Refuse()) == 2
+  assert "--dry-run goes before `--`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--retries=-1"], "--retries: -1 is below 0"),
+    (["tpu", "logs", *SLICE, "--worker=x"], "--worker: 'x'"),
+    (["gpu", "slurm", "--nodes=0"], "--nodes: 0 is below 1"),
+    (["tpu", "create", *SLICE, "--accelerator=v4-8", "--spot", "--reserved"], "not allowed with"),
+])
+def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(with_dry_run(argv))
+  assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_launch_runs_without_jax():
+  """The launcher runs on a laptop with only gcloud: it never imports jax (or memjax)."""
+  code = "import sys, launch.__main__; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'memjax')))"
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "[]"
+  help_text = subprocess.run([sys.executable, "-m", "launch", "tpu", "run", "--help"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+  assert "--retries" in help_text and "--dry-run" in help_text
+
+
+# --- the whole TPU path through the real Shell runner, against a fake gcloud on this machine ---------
+
+FAKE_GCLOUD = '''#!PYTHON -S
+"""gcloud stand-in: a slice of FAKE_TPU_WORKERS workers, each a folder FAKE_TPU_ROOT/wN acting as its home."""
+import os, shutil, subprocess, sys
+args, root = sys.argv[1:], os.environ["FAKE_TPU_ROOT"]
+homes = [os.path.join(root, f"w{i}") for i in range(int(os.environ["FAKE_TPU_WORKERS"]))]
+with open(os.path.join(root, "gcloud.log"), "a") as log:
+  log.write(" ".join(args) + "\\n")
+value = lambda name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
+if args[2:4] == ["queued-resources", "describe"]:
+  print("ACTIVE")
+elif args[2:4] == ["tpu-vm", "describe"]:
+  print("\\n".join(f"10.0.0.{i}" for i in range(len(homes))))
+elif args[2:4] == ["tpu-vm", "scp"]:
+  src = args[args.index("--recurse") + 1]
+  for home in homes:
+    shutil.copytree(src, os.path.join(home, os.path.basename(src)), dirs_exist_ok=True)
+elif args[2:4] == ["tpu-vm", "ssh"]:
+  worker, out, code = value("worker"), next((a.split("=", 1)[1] for a in args if a.startswith("--output-directory=")), None), 0
+  for i, home in enumerate(homes):
+    if worker not in ("all", str(i)):
+      continue
+    done = subprocess.run(["bash", "-c", value("command")], cwd=home, capture_output=True, text=True,
+                          env=dict(os.environ, HOME=home, HOSTNAME=f"w{i}"))
+    if out:
+      open(os.path.join(out, f"{i}.log"), "w").write(done.stdout)
+    else:
+      sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    code = max(code, done.returncode)
+  sys.exit(code)
+'''
+
+FAKE_PYTHON = '''#!/bin/bash
+# venv/bin/python stand-in: versions.sh gets the real Python; memjax.train is preempted (42) on its first start.
+if [ "$1" = "-" ]; then exec PYTHON -; fi
+n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
+echo "train $* distributed=$MEMJAX_DISTRIBUTED commit=$MEMJAX_COMMIT attempt=$((n + 1))"
+[ "$n" -gt 0 ]  || exit 42
+'''
+
+
+def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
+  """Real runner, real git archive and worker scripts on 2 fake workers: preempted (42), relaunched, done."""
+  from launch.runner import Shell
+  monkeypatch.chdir(ROOT)
+  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
+  _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
+  s = tpu.Slice(f"it-{os.getpid()}", "fake-zone", "v4-16")
+  for i in range(2):  # installed already: setup.sh only extracts the shipped commit
+    venv = tmp_path / "workers" / f"w{i}" / s.home / "venv"
+    (venv / "bin").mkdir(parents=True)
+    _executable(venv / "bin" / "python", FAKE_PYTHON.replace("PYTHON", sys.executable))
+    (venv / f"installed-{commit[:12]}-jax-0.10.2-hf").touch()
+  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+  monkeypatch.setenv("FAKE_TPU_ROOT", str(tmp_path / "workers"))
+  monkeypatch.setenv("FAKE_TPU_WORKERS", "2")
+  job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), commit)
+  try:
+    assert tpu.run(s, job, Shell(), retries=1, poll_s=0.2) == 0
+    tpu.logs(s, Shell(), out=str(tmp_path / "logs"))
+  finally:
+    subprocess.run(["rm", "-rf", s.staging])
+  for i in range(2):
+    home = tmp_path / "workers" / f"w{i}" / s.home
+    assert (home / "code" / "COMMIT").read_text().strip() == commit
+    assert (home / "code" / "memjax" / "train.py").exists()  # the archive of the commit, extracted
+    assert (home / "attempts").read_text().strip() == "2" and (home / "exit_code").read_text().strip() == "0"
+    log = (tmp_path / "logs" / f"{i}.log").read_text()
+    assert f"train -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1 commit={commit}" in log
+    assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
+  calls = (tmp_path / "workers" / "gcloud.log").read_text()
+  assert calls.count("start.sh") == 2 and calls.count("queued-resources create") == 0
