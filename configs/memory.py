@@ -52,8 +52,9 @@ def with_pretrained_decoder(cfg, arg):
   if arg.kind not in ("parallel", "none"):
     raise ValueError(f"a pretrained decoder needs kind=parallel or none, got {arg.kind!r}")
   cfg.decoder.update(lm.architecture)
+  # scan_layers: an unrolled layer loop keeps per-layer weight slices as temporaries (a copy).
   cfg.decoder.update(checkpoint=arg.decoder, tie_embeddings=lm.tie_embeddings, lora_rank=arg.lora,
-                     lora_alpha=arg.lora_alpha or arg.lora / 2)
+                     lora_alpha=arg.lora_alpha or arg.lora / 2, scan_layers=True)
   cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
   cfg.memory.slots = "fixed"
   cfg.train.lr = 5e-5 if arg.lora else 5e-6

@@ -31,7 +31,7 @@ def get_config(arg=None):
   if arg.pretrained:
     lm = mc.pretrained(arg.pretrained)
     cfg.encoder.update(lm.architecture)
-    cfg.encoder.update(checkpoint=arg.pretrained, frozen=True)
+    cfg.encoder.update(checkpoint=arg.pretrained, frozen=True, scan_layers=True)  # no weight-slice copies
     cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
     cfg.decoder.feed = arg.feed or "unroll"
     if arg.preset == "paper":  # the LLM driver: decoder d=512, 16 layers, 4 heads, lr 2e-4, n_ctx 64
