@@ -55,7 +55,7 @@ def make(out: str) -> None:
 def load(converted: str) -> None:
   sys.path.insert(0, str(ROOT))
   from memjax import config as mc
-  from memjax.training import loop, pretrained
+  from memjax.training import loop, memory_report
 
   cfg = mc.load(ROOT / "configs/memory.py", f"tiny,decoder={converted},lora=64")
   cfg.data.n_ctx = 4 * 64
@@ -63,7 +63,7 @@ def load(converted: str) -> None:
   start = time.perf_counter()
   trainer = loop.Trainer(cfg)
   state = trainer.init_state()
-  print(pretrained.memory_report(state), file=sys.stderr)
+  print(memory_report.report(state, trainer.shardings, trainer.mesh), file=sys.stderr)
   count = lambda tree: sum(x.size for x in __import__("jax").tree.leaves(tree))
   print(json.dumps({"step": "load", "trainable": count(state.params), "frozen": count(state.frozen),
                     "optimizer_values": count(state.opt_state), "seconds": round(time.perf_counter() - start, 1),

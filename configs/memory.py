@@ -6,12 +6,16 @@ Argument: a preset (tiny | small | paper), then optional keys:
   kind     parallel (the memory model) | none (constant memories) | full (full-context decoder)
            | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
   stages   an objective or a curriculum: clm | copy | blank_copy | combined |
-           e.g. 'blank_copy:1000,copy:1000,combined'
+           e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
   encoding text | random (the random-encoding control, paper §5.8: the encoder embeds random tokens)
   decoder  a converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the decoder, with its
            tokenizer and vocabulary; memories are projected to its width, slots are fixed (§2.6, §5.8)
   lora     with `decoder`: LoRA rank (0: full fine-tuning at lr 5e-6, as the paper; r > 0: adapters on
            decoder.lora_targets at lr 5e-5, as the reference, with lora_alpha = r / 2 unless given)
+The combined objective's copy view is objective.combined_copy (copy | blank_copy), its weights
+objective.clm_weight : objective.copy_weight; objective.restart_stages=True trains each curriculum
+stage as a fresh run (new AdamW state, own warmup and decay). The paper preset follows the
+reference: blank copy, weights 1 : 0.5, restarting stages (docs/differences.md).
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
@@ -40,6 +44,9 @@ def get_config(arg=None):
     cfg.data.n_ctx = 1024
     cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.objective.copy_delimiter_tokens = 3
+    # The reference's combined objective: blank copy, and copy at half the weight of next-token
+    # prediction (its per-chunk normalization, reference-code.md §3.4); stages restart (mc.base).
+    cfg.objective.update(combined_copy="blank_copy", copy_weight=0.5)
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
   if arg.decoder:

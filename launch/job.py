@@ -46,8 +46,8 @@ class Job:
     return flag_values(self.train_args)["workdir"]
 
   def exports(self, distributed: bool) -> list[tuple[str, str]]:
-    base = [("MEMJAX_DISTRIBUTED", "1")] if distributed else []
-    return base + [("MEMJAX_COMMIT", self.commit), *self.env]
+    """MEMJAX_DISTRIBUTED says which it is (memjax.train would otherwise guess from the environment)."""
+    return [("MEMJAX_DISTRIBUTED", "1" if distributed else "0"), ("MEMJAX_COMMIT", self.commit), *self.env]
 
   def command(self, python: str) -> list[str]:
     return [python, "-m", "memjax.train", *self.train_args]

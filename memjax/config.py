@@ -98,8 +98,11 @@ def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
 
 def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      stages=stages,  # an objective name, or a curriculum 'blank_copy:N,copy:M,combined'
-      clm_weight=1.0, copy_weight=1.0,  # the combined objective's term weights
+      # an objective, or a curriculum 'blank_copy:N,copy:M,combined'; user code as 'pkg.module:attr'
+      stages=stages,
+      clm_weight=1.0, copy_weight=1.0,  # the combined objective's term weights (reference: 1 : 0.5)
+      combined_copy="copy",  # the combined objective's copy view: copy | blank_copy | 'pkg.module:view'
+      restart_stages=False,  # each curriculum stage a fresh run: new AdamW state, own warmup and decay
       copy_delimiter_tokens=0, copy_delimiter_id=-1,  # -1: the tokenizer's separator token
       blank_id=-1) | overrides)  # -1: the tokenizer's blank token
 
@@ -117,7 +120,8 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
   cfg.seed = seed
   cfg.data = data(size, preset)
   cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32")
-  cfg.objective = objective(stages)
+  # The paper's stages are chained runs (reference-code.md §3.3): each restarts AdamW and its schedule.
+  cfg.objective = objective(stages, restart_stages=preset == "paper")
   cfg.mesh = mesh()
   return cfg
 

@@ -39,3 +39,33 @@ def test_autoencode_belongs_to_autoencoders_only():
     build("clm", task="autoencoder")
   with pytest.raises(ValueError, match="unknown objective"):
     build("mlm")
+
+
+def test_combined_copy_view_is_selectable_and_the_paper_preset_weights_as_the_reference():
+  from conftest import load_config
+
+  paper = load_config("memory.py:paper").objective
+  assert (paper.combined_copy, paper.copy_weight, paper.clm_weight, paper.restart_stages) == (
+      "blank_copy", 0.5, 1.0, True)
+  small = load_config("memory.py:small").objective
+  assert (small.combined_copy, small.copy_weight, small.restart_stages) == ("copy", 1.0, False)
+  objective = objectives.build("combined", paper, task="memory", blank_id=2, delimiter_id=3)
+  copy_view = objective.views["copy"](BATCH)
+  # paper preset: 3 delimiter inputs, then the copied half's inputs are all blanks
+  assert (copy_view["inputs"][:, 4:4 + 3] == 3).all() and (copy_view["inputs"][:, 4 + 3:] == 2).all()
+  assert (build("combined").views["copy"](BATCH)["inputs"][:, 4:] == BATCH["tokens"][:, :4]).all()
+  # The reference: (1/K)[sum of K CLM chunk means + sum of the 2 copy chunk means], K = 4, i.e. the
+  # CLM mean plus half the copy mean when chunks hold equal numbers of scored tokens.
+  total, metrics = objective(MODEL, BATCH, jnp.int32(0))
+  assert float(total) == pytest.approx(float(metrics["clm/loss"] + 0.5 * metrics["copy/loss"]), rel=1e-6)
+
+
+def test_combined_copy_view_by_import_path_or_refused():
+  cfg = ml_collections.ConfigDict(CFG.to_dict() | {"combined_copy": "memjax.objectives.views:language_modelling"})
+  objective = objectives.build("combined", cfg, task="clm", blank_id=2, delimiter_id=3)
+  assert objective.views["copy"] is objectives.views.language_modelling
+  for bad, match in (("repeat", "copy view must be one of"), ("memjax.objectives.views:nope", "no attribute 'nope'"),
+                     ("memjax.objectives:OBJECTIVES", "is not a view")):
+    cfg.combined_copy = bad
+    with pytest.raises(ValueError, match=match):
+      objectives.build("combined", cfg, task="clm", blank_id=2, delimiter_id=3)

@@ -55,10 +55,20 @@ def test_iterator_state_resumes_exactly():
   assert first(resumed, 4) == expected
 
 
-def test_processes_read_disjoint_shards():
-  shards = [sum(first(iter(batches(batch_size=4, process_index=p, process_count=2, train=False)), 2), [])
-            for p in range(2)]
-  assert not {tuple(x) for x in shards[0]} & {tuple(x) for x in shards[1]}
+@pytest.mark.parametrize("train", [True, False])
+def test_processes_read_their_rows_of_the_same_global_batches(train):
+  """Two processes' shares, put side by side, are one process's batches, whatever the epoch."""
+  whole = first(iter(batches(batch_size=4, train=train)), 2)
+  shares = [first(iter(batches(batch_size=4, rows=rows, train=train)), 2) for rows in ((0, 2), (2, 4))]
+  assert [a + b for a, b in zip(*shares)] == whole
+  assert not {tuple(x) for x in sum(shares[0], [])} & {tuple(x) for x in sum(shares[1], [])}
+
+
+def test_a_share_reads_only_its_examples():
+  read = []
+  rows = pipeline.Rows(lambda i: read.append(i) or {"tokens": np.full(2, i)}, start=2, stop=4)
+  assert rows(np.array([7, 3, 5, 1]))["tokens"].tolist() == [[5, 5], [1, 1]]
+  assert read == [5, 1]
 
 
 def test_eval_batches_run_once_in_order():
@@ -71,5 +81,5 @@ def test_errors_name_the_problem():
     batches(batch_size=64)
   with pytest.raises(ValueError, match="data.mode"):
     batches(mode="stream")
-  with pytest.raises(ValueError, match="divisible"):
-    batches(batch_size=3, process_count=2)
+  with pytest.raises(ValueError, match=r"rows \[2, 6\) are not inside a batch of 4"):
+    batches(batch_size=4, rows=(2, 6))

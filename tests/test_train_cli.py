@@ -29,6 +29,7 @@ def test_a_tiny_run_from_the_command_line_in_a_relative_workdir(tmp_path):
     ("--config.model.dmodel=64", "dmodel"),
     ("--config.data.source=txt:/no/such/file.txt", "does not exist"),
     ("--config.data.tokenizer=/no/such/tokenizer.json", "does not exist"),
+    ("--config.train.lr=-0.001", "train.lr=-0.001 must be > 0"),
 ])
 def test_bad_input_is_named(tmp_path, override, message):
   out = train("--config=configs/clm.py:tiny", f"--workdir={tmp_path}", override)

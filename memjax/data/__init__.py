@@ -60,9 +60,9 @@ def prepare(cfg: Any) -> Data:
 
 
 def batches(data: Data, cfg: Any, *, split: str, batch_size: int, seed: int = 0,
-            process_index: int = 0, process_count: int = 1):
-  """Training ('train': shuffled, endless) or evaluation ('eval': one ordered pass) batches."""
+            rows: tuple[int, int] | None = None):
+  """Training ('train': shuffled, endless) or evaluation ('eval': one ordered pass) batches; only
+  rows [start, stop) of each global batch (this process's share) when `rows` is given."""
   return pipeline.batches(getattr(data, split), n_ctx=cfg.n_ctx, mode=cfg.mode, pad_id=data.special.pad,
                           pad_side=cfg.pad_side, batch_size=batch_size, seed=seed,
-                          train=split == "train", process_index=process_index,
-                          process_count=process_count, name=split)
+                          train=split == "train", rows=rows, name=split)

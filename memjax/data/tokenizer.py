@@ -13,6 +13,7 @@ import pathlib
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from memjax import fs
 from memjax.data.sources import Source
 
 PAD, EOS, BLANK, SEP = "<|pad|>", "<|endoftext|>", "<|blank|>", "<|sep|>"
@@ -35,12 +36,12 @@ def train_bpe(documents, vocab_size: int) -> Tokenizer:
 
 
 def load(path: str | pathlib.Path, vocab_size: int) -> Tokenizer:
-  """Loads a `tokenizer.json` and checks that its vocabulary matches the model's."""
-  path = pathlib.Path(path).expanduser()
+  """Loads a `tokenizer.json` (a local path or a gs:// URL) and checks its vocabulary size."""
+  path = fs.path(path)
   if not path.is_file():
     raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist")
   try:
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = Tokenizer.from_str(path.read_text())
   except Exception as error:
     raise ValueError(f"{path} is not a Hugging Face tokenizer.json: {error}") from None
   if tokenizer.get_vocab_size() != vocab_size:

@@ -45,8 +45,9 @@ class StackConfig:
   lora_targets: str = "q,k,v,gate,up,down"
 
   def __post_init__(self):
-    if self.family not in FAMILIES:
-      raise ValueError(f"model family must be one of {FAMILIES}, got {self.family!r}")
+    if self.family not in FAMILIES and ":" not in self.family:
+      raise ValueError(f"model family must be one of {FAMILIES} or a block class's import path "
+                       f"'package.module:Block', got {self.family!r}")
     for name in ("d_model", "n_layers", "length", "vocab_size"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -85,16 +85,20 @@ class MemoryModel(nnx.Module):
     key = jax.random.fold_in(jax.random.key(0), jnp.sum(tokens_BxN.astype(jnp.uint32) * weights_N))
     return jax.random.randint(key, shape, 1, self.vocab_size, dtype=tokens_BxN.dtype)
 
-  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
-    """One memory per chunk but the last, [B, K-1, D], from one batched encoder call."""
-    B, K, L = chunks_BxKxL.shape
+  def encode(self, chunks_BxCxL: jax.Array) -> jax.Array:
+    """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
+    B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
-      return jnp.full((B, K - 1, self.d_model), self.pad_value, jnp.float32)
-    inputs = chunks_BxKxL[:, :-1].reshape(B * (K - 1), L)
+      return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)
+    inputs = chunks_BxCxL.reshape(B * C, L)
     if self.encoding == "random":
-      inputs = self.random_tokens(chunks_BxKxL.reshape(B, K * L), inputs.shape)
+      inputs = self.random_tokens(chunks_BxCxL.reshape(B, C * L), inputs.shape)
     hidden = self.encoder(inputs)
-    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, K - 1, -1)
+    return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, C, -1)
+
+  def memories(self, chunks_BxKxL: jax.Array) -> jax.Array:
+    """One memory per chunk but the last, [B, K-1, D]."""
+    return self.encode(chunks_BxKxL[:, :-1])
 
   def __call__(self, tokens_BxN: jax.Array) -> dict[str, jax.Array]:
     B, N = tokens_BxN.shape

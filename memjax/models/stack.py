@@ -11,11 +11,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from memjax import importing
 from memjax.models import mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 
 BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock}
+
+
+def block_class(family: str) -> type[nnx.Module]:
+  """A family's block: built-in, or user code 'package.module:Block', a module built as
+  `Block(cfg: StackConfig, *, rngs)` mapping [B, T, D] -> [B, T, D] (causally, for causal towers)."""
+  if family in BLOCKS:
+    return BLOCKS[family]
+  block = importing.load(family, "model family")
+  if not (isinstance(block, type) and issubclass(block, nnx.Module)):
+    raise ValueError(f"model family {family!r} is not an nnx.Module class: {block!r}")
+  return block
 
 
 class Stack(nnx.Module):
@@ -26,7 +38,7 @@ class Stack(nnx.Module):
   """
 
   def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
-    block_cls = BLOCKS[cfg.family]
+    block_cls = block_class(cfg.family)
 
     @nnx.split_rngs(splits=cfg.n_layers)
     @nnx.vmap(in_axes=0, out_axes=0)

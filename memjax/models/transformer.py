@@ -62,12 +62,14 @@ def rope_angles(length: int, head_dim: int, theta: float, **scaling) -> tuple[np
 def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> jax.Array:
   """Rotates each (i, i + H/2) feature pair by its position's angle (HF `rotate_half` layout).
 
+  cos and sin are [T, H] (one row per position) or [B, T, H] (per sequence: decoding at offsets).
+
   Written as two elementwise halves stacked together (one fused pass on CPU) rather than
   `x * cos + rotate_half(x) * sin`, whose concatenated copy of x is a pass of its own.
   """
   *lead, H = x_BxTxNxH.shape
   x1, x2 = jnp.moveaxis(x_BxTxNxH.reshape(*lead, 2, H // 2), -2, 0)
-  cos, sin = cos_TxH[:, None, :H // 2], sin_TxH[:, None, :H // 2]
+  cos, sin = cos_TxH[..., None, :H // 2], sin_TxH[..., None, :H // 2]
   rotated = jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-2)
   return rotated.reshape(x_BxTxNxH.shape).astype(x_BxTxNxH.dtype)
 

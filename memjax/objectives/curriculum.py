@@ -1,12 +1,17 @@
 """Curricula: objectives switched at fixed steps inside one run, e.g. "blank_copy:2000,copy:2000,combined".
 
-Every stage but the last names its length in steps; the last runs until `train.steps`. The stage of a
+Every stage but the last names its length in steps; the last runs until `train.steps`. A stage's
+objective may be user code by import path, 'my_project.objectives:contrastive:2000'. The stage of a
 step is a pure function of the step, so a run resumed after a boundary continues in the right stage.
+With `objective.restart_stages` each stage trains like a fresh run (the reference's chained runs):
+its own warmup and decay over its length, and a new optimizer state at its first step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from memjax.objectives import OBJECTIVES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,6 +19,18 @@ class Stage:
   objective: str
   start: int
   stop: int
+
+  @property
+  def steps(self) -> int:
+    return self.stop - self.start
+
+
+def split_length(item: str) -> tuple[str, str]:
+  """'copy:100' -> ('copy', '100'); 'pkg.mod:attr:100' -> ('pkg.mod:attr', '100'); no length: ''."""
+  head, colon, tail = item.rpartition(":")
+  if colon and (tail.strip().isdigit() or head.strip() in OBJECTIVES):
+    return head.strip(), tail.strip()
+  return item, ""
 
 
 def parse(spec: str, total_steps: int) -> tuple[Stage, ...]:
@@ -23,7 +40,7 @@ def parse(spec: str, total_steps: int) -> tuple[Stage, ...]:
     raise ValueError("objective.stages is empty: name at least one objective, e.g. 'clm'")
   stages, start = [], 0
   for position, item in enumerate(items):
-    name, _, steps = item.partition(":")
+    name, steps = split_length(item)
     last = position == len(items) - 1
     if not steps and not last:
       raise ValueError(f"curriculum stage {item!r} needs a length, e.g. '{name}:1000' "

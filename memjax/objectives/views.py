@@ -1,5 +1,5 @@
-"""Batch views: pure functions from a data batch {'tokens', 'mask'} to what a model is trained on,
-{'inputs', 'targets', 'weights'} (weight 0 = no target at that position)."""
+"""Batch views: pure functions from a data batch {'tokens' [B, T] int, 'mask' [B, T] float} to what a
+model is trained on, {'inputs', 'targets', 'weights'}, all [B, T] (weight 0 = no target there)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,9 @@ def copy(batch: Batch, *, blank_id: int | None = None, delimiter_id: int = 0,
     inputs = inputs.at[:, delimiter].set(delimiter_id)
     weights = weights.at[:, delimiter].set(0.0)
   return {"inputs": inputs, "targets": targets, "weights": weights}
+
+
+def blank_copy(batch: Batch, *, blank_id: int, delimiter_id: int = 0,
+               delimiter_tokens: int = 0) -> dict[str, jax.Array]:
+  """The copy task with the copied half's inputs set to `blank_id`: only memories can carry it."""
+  return copy(batch, blank_id=blank_id, delimiter_id=delimiter_id, delimiter_tokens=delimiter_tokens)

@@ -1,14 +1,13 @@
 """Orbax checkpoints: the training state and the Grain iterator position, saved together.
 
 A checkpoint step holds two items: 'state' (step, params, opt_state, rng, frozen) and 'data' (the
-training iterator). The workdir may be a local path or a gs:// bucket (orbax handles both). Exported
+training iterator). The workdir may be a local path or a gs:// bucket (see memjax/fs.py). Exported
 encoders use the same layout with only 'state/params/encoder', plus `encoder.json` describing the
 architecture (see memjax/training/encoders.py).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import grain
@@ -17,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from memjax import fs
 from memjax.training.sharding import path_name
 
 STATE, DATA = "state", "data"
@@ -28,7 +28,7 @@ class CheckpointError(RuntimeError):
 
 def absolute(directory: epath.PathLike) -> epath.Path:
   """The folder as an absolute path (Orbax requires one); bucket URLs such as gs:// stay as they are."""
-  return epath.Path(directory if "://" in str(directory) else os.path.abspath(directory))
+  return fs.path(directory)
 
 
 def manager(directory: epath.PathLike, *, every: int = 1, keep: int | None = None,

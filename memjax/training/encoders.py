@@ -17,7 +17,7 @@ import ml_collections
 from etils import epath
 from tokenizers import Tokenizer
 
-from memjax import models
+from memjax import fs, models
 from memjax.data import tokenizer as tokenizers
 from memjax.models.config import StackConfig
 from memjax.training import checkpoint
@@ -49,7 +49,7 @@ def latest_step(directory: epath.Path) -> int:
 
 def locate(path: str) -> EncoderSource:
   """Finds the encoder in an export folder or a run's workdir."""
-  root = epath.Path(path)
+  root = fs.path(path)
   tokenizer = root / TOKENIZER_JSON
   if (root / ENCODER_JSON).exists():
     meta = json.loads((root / ENCODER_JSON).read_text())
@@ -103,7 +103,7 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: Any) -
 
 
 def new_folder(out: str) -> epath.Path:
-  out_dir = epath.Path(out)
+  out_dir = fs.path(out)
   if out_dir.exists() and any(out_dir.iterdir()):
     raise FileExistsError(f"export folder {out} is not empty; choose a new folder")
   return out_dir
@@ -135,7 +135,7 @@ def export(workdir: str, out: str) -> epath.Path:
     encoder = checkpoint.restore(mngr, source.step, {source.subtree: {"encoder": target}})
   finally:
     mngr.close()
-  tokenizer_json = (epath.Path(workdir) / TOKENIZER_JSON).read_text()
+  tokenizer_json = (fs.path(workdir) / TOKENIZER_JSON).read_text()
   return write(out_dir, encoder[source.subtree]["encoder"], source.architecture, tokenizer_json,
                str(workdir), source.step)
 
@@ -145,7 +145,7 @@ def import_hf_llama(model_dir: str, out: str) -> epath.Path:
   from memjax.models import hf_llama
 
   out_dir = new_folder(out)
-  tokenizer = epath.Path(model_dir) / TOKENIZER_JSON
+  tokenizer = fs.path(model_dir) / TOKENIZER_JSON
   if not tokenizer.exists():
     raise FileNotFoundError(f"{model_dir} has no {TOKENIZER_JSON}")
   architecture, params = hf_llama.load(model_dir)

@@ -6,25 +6,28 @@ everything it can (config, data, workdir, checkpoints) before it writes a single
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from etils import epath
 from flax import nnx
 from tqdm.auto import tqdm
 
 from memjax import data as data_lib
-from memjax import models, objectives
+from memjax import fs, models
 from memjax.metrics import information
-from memjax.objectives import curriculum
-from memjax.training import checkpoint, encoders, optim, pretrained, sharding, steps
+from memjax.objectives import Objective, curriculum, lookup
+from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, pretrained, sharding, steps,
+                             validation)
 from memjax.training.state import TrainState, split_frozen, split_model
-from memjax.training.writers import MetricWriter
+from memjax.training.writers import MetricWriter, drop_after
 
 RESULTS_JSON = "results.json"
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -86,15 +89,17 @@ def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
 
 
 def aggregate(batches: list[dict[str, float]]) -> dict[str, float]:
-  """Means over batches; a term's loss and accuracy are weighted by its token counts."""
+  """Means over batches; a term's loss and accuracy are weighted by its counts (tokens, or examples
+  for terms that score whole sequences, such as retrieval)."""
   result = {}
   for key in batches[0]:
     values = np.array([b[key] for b in batches], np.float64)
     term = key.rpartition("/")[0]
-    if key.endswith("/tokens"):
+    count = next((f"{term}/{c}" for c in ("tokens", "examples") if f"{term}/{c}" in batches[0]), None)
+    if key.endswith(("/tokens", "/examples")):
       result[key] = float(values.sum())
-    elif key.endswith(("/loss", "/accuracy")) and f"{term}/tokens" in batches[0]:
-      weights = np.array([b[f"{term}/tokens"] for b in batches], np.float64)
+    elif key.endswith(("/loss", "/accuracy")) and count:
+      weights = np.array([b[count] for b in batches], np.float64)
       result[key] = float((values * weights).sum() / max(weights.sum(), 1.0))
     else:
       result[key] = float(values.mean())
@@ -102,11 +107,17 @@ def aggregate(batches: list[dict[str, float]]) -> dict[str, float]:
 
 
 def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token: float) -> dict[str, float]:
-  """Adds each term's entropy proportion I_e and bits per byte to its cross-entropy."""
+  """Adds each token-level term's entropy proportion I_e and bits per byte to its cross-entropy.
+
+  A term is token-level when it reports `tokens` (as the built-in ones do); others (a regularizer,
+  retrieval over documents) get neither.
+  """
   extra = {}
   for key, value in metrics.items():
     if key.endswith("/loss"):
       term = key[:-len("loss")]
+      if f"{term}tokens" not in metrics:
+        continue
       extra[term + "entropy_proportion"] = information.entropy_proportion(value, vocab_size)
       extra[term + "bits_per_byte"] = information.bits_per_byte(value, bytes_per_token)
   return metrics | extra
@@ -115,30 +126,50 @@ def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token
 # ------------------------------------------------------------------------------ the run
 
 
+def given_objectives(objectives: Any) -> dict[str, Any]:
+  """name -> Objective (or factory) from None, one Objective, a sequence of them, or a mapping."""
+  if objectives is None:
+    return {}
+  if isinstance(objectives, Mapping):
+    return dict(objectives)
+  if isinstance(objectives, Objective):
+    return {objectives.name: objectives}
+  if isinstance(objectives, (list, tuple)) and all(isinstance(o, Objective) for o in objectives):
+    return {o.name: o for o in objectives}
+  raise ValueError("objectives must be an Objective, a list of them, or a mapping of names to "
+                   f"Objectives or functions (cfg, special) -> Objective; got {type(objectives).__name__}")
+
+
 class Trainer:
   """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict):
+  def __init__(self, cfg: ml_collections.ConfigDict, objectives: Any = None,
+               devices: list[jax.Device] | None = None):
+    validation.check(cfg)
     self.cfg = cfg
-    # Data and mesh.
+    # Data and mesh (over `devices`, by default all of them).
     self.data = data_lib.prepare(cfg.data)
-    self.mesh = sharding.make_mesh(cfg.mesh)
+    self.mesh = sharding.make_mesh(cfg.mesh, devices)
     batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
     if cfg.train.batch_size % batch_shards:
       raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
                        f"{batch_shards} data x fsdp shards of the mesh")
+    self.rows = sharding.process_rows(self.mesh, cfg.train.batch_size)  # this process's share
     self.train_batches = iter(data_lib.batches(
         self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
-        process_index=jax.process_index(), process_count=jax.process_count()))
-    # Objectives and optimizer.
+        rows=self.rows))
+    # Objectives and optimizers (one per stage when stages restart like fresh runs).
     self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
     special = self.data.special
-    blank = cfg.objective.blank_id if cfg.objective.blank_id >= 0 else special.blank
-    delimiter = cfg.objective.copy_delimiter_id if cfg.objective.copy_delimiter_id >= 0 else special.sep
-    self.objectives = {s.objective: objectives.build(s.objective, cfg.objective, task=cfg.task,
-                                                     blank_id=blank, delimiter_id=delimiter)
-                       for s in self.stages}
-    self.tx = optim.optimizer(cfg.train)
+    special = dataclasses.replace(
+        special, blank=cfg.objective.blank_id if cfg.objective.blank_id >= 0 else special.blank,
+        sep=cfg.objective.copy_delimiter_id if cfg.objective.copy_delimiter_id >= 0 else special.sep)
+    self.objectives = lookup.resolve_all([s.objective for s in self.stages], cfg, special=special,
+                                         given=given_objectives(objectives))
+    self.restart_stages = bool(cfg.objective.get("restart_stages", False))
+    for stage in self.stages if self.restart_stages else ():
+      optim.schedule(cfg.train, stage.steps)  # refuse a stage shorter than its warmup now
+    self.tx = optim.optimizer(cfg.train, self.stages[0].steps if self.restart_stages else None)
     self.learning_rate = optim.schedule(cfg.train)
     if cfg.train.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"train.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}")
@@ -147,7 +178,7 @@ class Trainer:
     self.graphdef, _ = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
     self.abstract_state = jax.eval_shape(self._init)
     self.shardings = sharding.tree_shardings(self.abstract_state, self.mesh)
-    self._train_steps: dict[str, steps.TrainStep] = {}
+    self._train_steps: dict[Any, steps.TrainStep] = {}
     self._eval_steps: dict[str, steps.EvalStep] = {}
 
   def _init(self) -> TrainState:
@@ -159,13 +190,29 @@ class Trainer:
     abstract = checkpoint.abstract(self.abstract_state, self.shardings)
     return pretrained.init_state(self._init, abstract, self.cfg, self.data.tokenizer_digest)
 
-  def train_step(self, objective: str) -> steps.TrainStep:
-    """The jitted train step of one objective (compiled on first use)."""
-    if objective not in self._train_steps:
-      step = steps.make_train_step(self.graphdef, self.objectives[objective], self.tx,
-                                   self.learning_rate, self.compute_dtype)
-      self._train_steps[objective] = steps.jit_train_step(step, self.shardings, self.mesh)
-    return self._train_steps[objective]
+  def stage_optimizer(self, stage: curriculum.Stage) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The stage's optimizer and learning rate (of the step): the run's, or the stage's own."""
+    if not self.restart_stages:
+      return self.tx, self.learning_rate
+    lr = optim.schedule(self.cfg.train, stage.steps)
+    return optim.optimizer(self.cfg.train, stage.steps), lambda step: lr(step - stage.start)
+
+  def train_step(self, stage: curriculum.Stage | str) -> steps.TrainStep:
+    """The jitted train step of one stage (or of the first stage of an objective), compiled on first use."""
+    if isinstance(stage, str):
+      stage = next(s for s in self.stages if s.objective == stage)
+    key = stage if self.restart_stages else stage.objective
+    if key not in self._train_steps:
+      tx, learning_rate = self.stage_optimizer(stage)
+      step = steps.make_train_step(self.graphdef, self.objectives[stage.objective], tx,
+                                   learning_rate, self.compute_dtype)
+      self._train_steps[key] = steps.jit_train_step(step, self.shardings, self.mesh)
+    return self._train_steps[key]
+
+  def restart_optimizer(self, state: TrainState, stage: curriculum.Stage) -> TrainState:
+    """The state with a fresh optimizer state for `stage` (its first step, as a chained run)."""
+    init = jax.jit(self.stage_optimizer(stage)[0].init, out_shardings=self.shardings.opt_state)
+    return state.replace(opt_state=init(state.params))
 
   def next_batch(self) -> dict[str, jax.Array]:
     return sharding.global_batch(next(self.train_batches), self.mesh)
@@ -173,12 +220,13 @@ class Trainer:
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Every objective of the run on (up to) `train.eval_batches` held-out batches."""
     cfg, results = self.cfg, {}
-    for name, objective in self.objectives.items():
+    for objective in self.objectives.values():
+      name = objective.name
       if name not in self._eval_steps:
         step = steps.make_eval_step(self.graphdef, objective, self.compute_dtype)
         self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
-                                 process_index=jax.process_index(), process_count=jax.process_count())
+                                 rows=self.rows)
       metrics = [jax.device_get(self._eval_steps[name](state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
@@ -190,11 +238,11 @@ class Trainer:
 class Run:
   """One training run in a workdir: checked and restored (or initialized) in `__init__`."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, objectives: Any = None):
     self.cfg = cfg
-    self.workdir = epath.Path(workdir)
+    self.workdir = fs.path(workdir)
     check_workdir(self.workdir, cfg)
-    self.trainer = trainer = Trainer(cfg)
+    self.trainer = trainer = Trainer(cfg, objectives)
     self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
                                           every=cfg.train.checkpoint_every,
                                           keep=cfg.train.keep_checkpoints,
@@ -206,8 +254,6 @@ class Run:
       target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
       restored = checkpoint.restore(self.checkpoints, latest, target, trainer.train_batches)
       self.state = TrainState(**restored)
-    if jax.process_index() == 0:
-      print(pretrained.memory_report(self.state))
 
   def _write_run_files(self) -> None:
     if jax.process_index() == 0:
@@ -215,12 +261,22 @@ class Run:
       (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
       (self.workdir / encoders.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
 
+  def _report_memory(self, step: steps.TrainStep, batch: dict[str, jax.Array]) -> None:
+    if jax.process_index() == 0:  # the compilation is reused by the step's first call
+      print(memory_report.report(self.state, self.trainer.shardings, self.trainer.mesh,
+                                 step.lower(self.state, batch).compile()), flush=True)
+
   def train(self, until: int | None = None) -> dict[str, Any]:
-    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would)."""
+    """Trains to `train.steps` (or only to step `until`, checkpointing there, as a preemption would).
+
+    On SIGTERM (see memjax/training/preemption.py) it saves a checkpoint and raises `Preempted`.
+    """
     cfg, trainer = self.cfg, self.trainer
-    self._write_run_files()
-    writer = MetricWriter(self.workdir)
     start, total = int(self.state.step), cfg.train.steps
+    self._write_run_files()
+    drop_after(self.workdir, start)  # records of steps this run will train again
+    writer = MetricWriter(self.workdir)
+    watch = preemption.Watch(self.checkpoints)
     stop = total if until is None else min(until, total)
     tokens_per_step = cfg.train.batch_size * cfg.data.n_ctx
     progress = tqdm(total=total, initial=start, desc=f"{cfg.task} {self.workdir.name}", unit="step",
@@ -229,7 +285,12 @@ class Run:
     try:
       for step in range(start, stop):
         stage = curriculum.stage_at(trainer.stages, step)
-        self.state, metrics = trainer.train_step(stage.objective)(self.state, trainer.next_batch())
+        if trainer.restart_stages and step == stage.start > 0:
+          self.state = trainer.restart_optimizer(self.state, stage)
+        train_step, batch = trainer.train_step(stage), trainer.next_batch()
+        if step == start:
+          self._report_memory(train_step, batch)
+        self.state, metrics = train_step(self.state, batch)
         done = step + 1
         progress.update(1)
         if done % cfg.train.log_every == 0 or done == total:
@@ -245,13 +306,18 @@ class Run:
         if done % cfg.train.eval_every == 0 or done == total:
           eval_metrics = trainer.evaluate(self.state)
           writer.write(done, "eval", eval_metrics)
+        preempted = watch.reached(done)
         checkpoint.save(self.checkpoints, done, self.state.to_dict(), trainer.train_batches,
-                        force=done == stop)
-    except KeyboardInterrupt:
-      checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
-                      trainer.train_batches, force=True)
+                        force=done == stop or preempted)
+        if preempted and done < stop:
+          raise preemption.Preempted(done)
+    except KeyboardInterrupt:  # a multi-process run turns Ctrl-C into a preemption (preemption.py)
+      if jax.process_count() == 1:  # a save on one process alone would wait for the others
+        checkpoint.save(self.checkpoints, int(self.state.step), self.state.to_dict(),
+                        trainer.train_batches, force=True)
       raise
     finally:
+      watch.close()
       self.checkpoints.wait_until_finished()
       progress.close()
       writer.close()
@@ -267,9 +333,11 @@ class Run:
     self.checkpoints.close()
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) the run configured by `cfg` in `workdir`; returns its final evaluation."""
-  training = Run(cfg, workdir)
+def run(cfg: ml_collections.ConfigDict, workdir: str, objectives: Any = None) -> dict[str, Any]:
+  """Trains (or resumes) the run configured by `cfg` in `workdir`; returns its final evaluation.
+
+  `objectives`: user objectives the curriculum names (see `given_objectives`)."""
+  training = Run(cfg, workdir, objectives)
   try:
     return training.train()
   finally:

@@ -273,17 +273,3 @@ def _load_decoder(source: LMSource, target: dict[str, Any], cfg: Any,
     return checkpoint.restore_arrays(mngr, source.step, {"params": target})["params"]
   finally:
     mngr.close()
-
-
-def memory_report(state: TrainState) -> str:
-  """Bytes of parameters (trainable, frozen) and optimizer state held on each device."""
-  totals: dict[Any, dict[str, int]] = {}
-  for part in ("params", "frozen", "opt_state"):
-    for leaf in jax.tree.leaves(getattr(state, part)):
-      for shard in getattr(leaf, "addressable_shards", ()):
-        per_device = totals.setdefault(shard.device, {"params": 0, "frozen": 0, "opt_state": 0})
-        per_device[part] += shard.data.nbytes
-  mib = lambda b: f"{b / 2**20:9.1f} MiB"
-  lines = [f"  {str(d):28s} params {mib(t['params'])}  frozen {mib(t['frozen'])}  "
-           f"optimizer {mib(t['opt_state'])}" for d, t in sorted(totals.items(), key=lambda x: x[0].id)]
-  return "memory per device (parameters and optimizer state):\n" + "\n".join(lines)

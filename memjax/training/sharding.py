@@ -30,7 +30,7 @@ PARAM_RULES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"mlp/down/kernel$", ("tensor", "fsdp")),
     (r"mix/proj/kernel$", ("fsdp", "tensor")),
     (r"mix/out/kernel$", ("tensor", "fsdp")),
-    (r"mix/weight$", (None, "tensor", None)),  # [heads, kernel, T_out, T_in]: split output rows
+    (r"mix/weight$", (None, "tensor", "fsdp")),  # [heads, kernel, T_out, T_in]
     (r"(bridge/(down|up)|unroll/proj)/kernel$", ("fsdp", "tensor")),
 )
 
@@ -79,7 +79,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def process_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
+  """Rows [start, stop) of a global batch that this process's devices hold (all of them in one
+  process). The data pipeline reads only these rows; `global_batch` assembles them."""
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+  spans = sorted({s[0].indices(batch_size)[:2] for s in index_map.values()})
+  start, stop = spans[0][0], spans[0][1]
+  for lo, hi in spans[1:]:
+    if lo > stop:
+      raise ValueError(f"process {jax.process_index()} holds rows {spans} of the batch, not one "
+                       "block: order the mesh's devices by process")
+    stop = max(stop, hi)
+  return start, stop
+
+
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles each process's slice of the batch into global arrays split over data x fsdp."""
+  """Assembles each process's rows of the batch into global arrays split over data x fsdp."""
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

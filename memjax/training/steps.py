@@ -25,9 +25,10 @@ EvalStep = Callable[[TrainState, Batch], Metrics]
 
 
 def _loss_fn(graphdef: nnx.GraphDef, objective: Objective, compute_dtype: jnp.dtype):
-  def loss(params: Params, frozen: Params, batch: Batch, step: jax.Array) -> tuple[jax.Array, Metrics]:
+  def loss(params: Params, frozen: Params, batch: Batch, step: jax.Array,
+           rng: jax.Array) -> tuple[jax.Array, Metrics]:
     model = nnx.merge(graphdef, cast_floats(merge_trees(params, frozen), compute_dtype))
-    return objective(model, batch, step)
+    return objective(model, batch, step, rng)
   return loss
 
 
@@ -36,12 +37,12 @@ def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.Grad
   loss = _loss_fn(graphdef, objective, compute_dtype)
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, step_rng = jax.random.split(state.rng)  # step_rng: the objective's randomness (batch['rng'])
     (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, state.frozen, batch,
-                                                                 state.step)
+                                                                 state.step, step_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics |= {"grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
-    rng, _ = jax.random.split(state.rng)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
 
   return train_step
@@ -50,7 +51,14 @@ def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.Grad
 def make_eval_step(graphdef: nnx.GraphDef, objective: Objective,
                    compute_dtype: jnp.dtype = jnp.float32) -> EvalStep:
   loss = _loss_fn(graphdef, objective, compute_dtype)
-  return lambda state, batch: loss(state.params, state.frozen, batch, state.step)[1]
+
+  def eval_step(state: TrainState, batch: Batch) -> Metrics:
+    # A key of the batch's content: a random objective sees other draws on each held-out batch but
+    # the same ones at every evaluation, so eval curves compare like with like.
+    rng = jax.random.fold_in(jax.random.PRNGKey(0), jnp.sum(batch["tokens"], dtype=jnp.uint32))
+    return loss(state.params, state.frozen, batch, state.step, rng)[1]
+
+  return eval_step
 
 
 def jit_train_step(step: TrainStep, state_shardings: TrainState, mesh: Mesh) -> TrainStep:

@@ -1,0 +1,326 @@
+"""Incremental decoding of every causal memjax model, over the trained modules' own parameters.
+
+`extend` runs a block stack on a few new positions per sequence (a prompt block, one token, or a
+memory prefix) against its cache. On top of it, one `Decoding` per model family holds the state a
+model needs between tokens, as a pytree of arrays with static shapes:
+
+- `CausalDecoding` (causal LMs and memory.kind=full): one cache over all positions.
+- `MemoryDecoding` (the parallel memory model and its no-memory control): the memories, the current
+  chunk's tokens and a decoder cache of (chunks - 1) memory slots plus one chunk. A prompt's full
+  chunks are encoded in one batched encoder call; when a chunk fills during decoding it is encoded
+  and becomes the next memory, and the token part of the cache starts over.
+- `RecurrentDecoding` (RMT): one carried memory and a cache of 1 + chunk positions; the memory of
+  the next chunk is the decoder's last hidden state of the current one.
+
+Every method is pure (model, state, arrays) -> (state, logits [B, V]); memjax.generation.generator
+jits them. Sequences of a batch may have different lengths: every position is per sequence.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from memjax.generation import cache as cache_lib
+from memjax.models import mixer as mixer_lib
+from memjax.models.lm import CausalLM
+from memjax.models.memory import MemoryModel
+from memjax.models.recurrent import RecurrentMemoryModel
+from memjax.models.stack import Stack, TokenEncoder, logits_from
+from memjax.models.transformer import apply_rope, rope_angles
+
+State = dict
+
+
+# ------------------------------------------------------------------------------ one stack
+
+
+def _attention_layer(block, k_BxKxTxH, v_BxKxTxH, x_BxSxD, positions_BxS, cos_TxH, sin_TxH):
+  attn = block.attn
+  B, S, _ = x_BxSxD.shape
+  N, K, H = attn.n_heads, attn.kv_heads, attn.head_dim
+  G, T = N // K, k_BxKxTxH.shape[2]
+  h_BxSxD = block.attn_norm(x_BxSxD)
+  cos_BxSxH, sin_BxSxH = cos_TxH[positions_BxS], sin_TxH[positions_BxS]
+  q_BxSxNxH = apply_rope(attn.q(h_BxSxD).reshape(B, S, N, H), cos_BxSxH, sin_BxSxH)
+  k_BxSxKxH = apply_rope(attn.k(h_BxSxD).reshape(B, S, K, H), cos_BxSxH, sin_BxSxH)
+  v_BxSxKxH = attn.v(h_BxSxD).reshape(B, S, K, H)
+  k_BxKxTxH = cache_lib.write(k_BxKxTxH, k_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
+  v_BxKxTxH = cache_lib.write(v_BxKxTxH, v_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
+  # The G query heads that read kv head k (as HF `repeat_kv`) stacked along the query axis.
+  q_BxKxGSxH = (q_BxSxNxH * H**-0.5).reshape(B, S, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * S, H)
+  scores_BxKxGSxT = jnp.einsum("bkqh,bkth->bkqt", q_BxKxGSxH, k_BxKxTxH)
+  visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
+  scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_BxKxGSxT, -jnp.inf)
+  probs_BxKxGSxT = jax.nn.softmax(scores_BxKxGSxT.astype(jnp.float32), axis=-1).astype(v_BxKxTxH.dtype)
+  out_BxKxGSxH = jnp.einsum("bkqt,bkth->bkqh", probs_BxKxGSxT, v_BxKxTxH)
+  out_BxSxNH = out_BxKxGSxH.reshape(B, K, G, S, H).transpose(0, 3, 1, 2, 4).reshape(B, S, N * H)
+  x_BxSxD = x_BxSxD + attn.o(out_BxSxNH)
+  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), k_BxKxTxH, v_BxKxTxH
+
+
+def _mixer_layer(block, z_BxNxTxF, x_BxSxD, positions_BxS):
+  mix = block.mix
+  B, S, D = x_BxSxD.shape
+  n, T = z_BxNxTxF.shape[1], z_BxNxTxF.shape[2]
+  h_BxSxD = block.mix_norm(x_BxSxD)
+  z_BxSxD = mix.proj(h_BxSxD) if mix.heads else h_BxSxD
+  z_BxNxTxF = cache_lib.write(z_BxNxTxF, z_BxSxD.reshape(B, S, n, D // n).transpose(0, 2, 1, 3),
+                              positions_BxS[:, 0])
+  rows_NxKxBxSxT = mix.weight[...][:, :, positions_BxS, :T]  # the map's rows of the new positions
+  visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
+  rows_NxKxBxSxT = jnp.where(visible_BxSxT, rows_NxKxBxSxT, 0)
+  if mix.kernel == 1:
+    y_BxNxSxF = jnp.einsum("nbst,bntf->bnsf", rows_NxKxBxSxT[:, 0], z_BxNxTxF)
+  else:
+    taps_BxNxKxTxF = jax.vmap(mixer_lib.shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, mix.kernel)
+    y_BxNxSxF = jnp.einsum("nkbst,bnktf->bnsf", rows_NxKxBxSxT, taps_BxNxKxTxF)
+  y_BxNxSxF = y_BxNxSxF + mix.bias[...][:, positions_BxS].transpose(1, 0, 2)[..., None]
+  y_BxSxD = y_BxNxSxF.transpose(0, 2, 1, 3).reshape(B, S, D)
+  x_BxSxD = x_BxSxD + (mix.out(y_BxSxD) if mix.heads else y_BxSxD)
+  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), z_BxNxTxF
+
+
+def extend(stack: Stack, cache: cache_lib.StackCache, x_BxSxD: jax.Array,
+           start_B: jax.Array) -> tuple[cache_lib.StackCache, jax.Array]:
+  """Runs `stack` on inputs at positions start[b] .. start[b]+S-1, reading and writing `cache`.
+
+  Returns the new cache and the hidden states [B, S, D] (after the final norm), equal to those the
+  full forward pass computes at these positions when the cache holds the earlier ones.
+  """
+  graphdef, layers = nnx.split(stack.blocks)
+  positions_BxS = start_B[:, None] + jnp.arange(x_BxSxD.shape[1])[None, :]
+  new = {key: [] for key in cache}
+  if cache_lib.is_transformer(stack):
+    attn = stack.blocks.attn
+    cos_TxH, sin_TxH = map(jnp.asarray, rope_angles(cache["k"][0].shape[2], attn.head_dim,
+                                                    stack.blocks.rope_theta))
+  for i in range(stack.n_layers):
+    block = nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers))
+    if "k" in cache:
+      x_BxSxD, k, v = _attention_layer(block, cache["k"][i], cache["v"][i], x_BxSxD, positions_BxS,
+                                       cos_TxH, sin_TxH)
+      new["k"].append(k), new["v"].append(v)
+    else:
+      x_BxSxD, z = _mixer_layer(block, cache["z"][i], x_BxSxD, positions_BxS)
+      new["z"].append(z)
+  return new, (stack.norm(x_BxSxD) if stack.norm is not None else x_BxSxD)
+
+
+def _at(x_BxSxF: jax.Array, index_B: jax.Array) -> jax.Array:
+  """x[b, index[b]]: [B, F]."""
+  return jnp.take_along_axis(x_BxSxF, index_B[:, None, None], axis=1)[:, 0]
+
+
+def _select(mask_B: jax.Array, new, old):
+  """Per sequence: the new pytree where mask[b], else the old one."""
+  def pick(a, b):
+    return jnp.where(mask_B.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+  return jax.tree.map(pick, new, old)
+
+
+def _row_slice(tokens_BxN: jax.Array, start_B: jax.Array, length: int) -> jax.Array:
+  return jax.vmap(lambda t, s: jax.lax.dynamic_slice_in_dim(t, s, length))(tokens_BxN, start_B)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class CausalDecoding:
+  """A causal LM: the cache spans the whole context; prompts are prefilled in blocks."""
+
+  def __init__(self, context: int, prefill_block: int = 1024):
+    self.context, self.prefill_block = context, prefill_block
+
+  def prompt_shape(self, longest: int, cache_len: int) -> int:
+    """The padded prompt length: powers of two up to a block, then whole blocks (the buckets)."""
+    bucket = max(16, 1 << (longest - 1).bit_length())
+    if bucket > self.prefill_block:
+      bucket = -(-longest // self.prefill_block) * self.prefill_block
+    return min(bucket, cache_len)
+
+  def init(self, model: CausalLM, batch: int, cache_len: int) -> State:
+    return {"cache": cache_lib.stack_cache(model.encoder.stack, batch, cache_len),
+            "length": jnp.zeros((batch,), jnp.int32)}
+
+  def _logits(self, model: CausalLM, hidden_BxD: jax.Array) -> jax.Array:
+    return logits_from(hidden_BxD[:, None], model.head, model.encoder.embed)[:, 0]
+
+  def prefill(self, model: CausalLM, state: State, prompt_BxP: jax.Array, lengths_B: jax.Array):
+    B, P = prompt_BxP.shape
+    block = min(P, self.prefill_block)
+    starts = jnp.asarray(np.minimum(np.arange(0, P, block), P - block), jnp.int32)
+
+    def one_block(carry, start):
+      cache, hidden_BxD = carry
+      x_BxSxD = model.encoder.embed(jax.lax.dynamic_slice_in_dim(prompt_BxP, start, block, axis=1))
+      cache, h_BxSxD = extend(model.encoder.stack, cache, x_BxSxD, jnp.full((B,), start))
+      last_B = lengths_B - 1 - start
+      inside_B = (last_B >= 0) & (last_B < block)
+      hidden_BxD = jnp.where(inside_B[:, None], _at(h_BxSxD, jnp.clip(last_B, 0, block - 1)), hidden_BxD)
+      return (cache, hidden_BxD), None
+
+    hidden_BxD = jnp.zeros((B, model.encoder.embed.features), jnp.float32)
+    (cache, hidden_BxD), _ = jax.lax.scan(one_block, (state["cache"], hidden_BxD), starts)
+    return {"cache": cache, "length": lengths_B}, self._logits(model, hidden_BxD)
+
+  def step(self, model: CausalLM, state: State, token_B: jax.Array):
+    x_Bx1xD = model.encoder.embed(token_B[:, None])
+    cache, h_Bx1xD = extend(model.encoder.stack, state["cache"], x_Bx1xD, state["length"])
+    return {"cache": cache, "length": state["length"] + 1}, self._logits(model, h_Bx1xD[:, 0])
+
+
+class MemoryDecoding:
+  """The parallel memory model: memories of finished chunks in front of the current chunk."""
+
+  def __init__(self, model: MemoryModel, context: int):
+    if context % model.chunks:
+      raise ValueError(f"a context of {context} tokens is not divisible into {model.chunks} chunks")
+    self.context, self.chunk = context, context // model.chunks
+    self.slots = model.chunks - 1
+
+  def prompt_shape(self, longest: int, cache_len: int) -> int:
+    """Whole chunks (one compiled prefill per number of chunks)."""
+    return -(-longest // self.chunk) * self.chunk
+
+  def init(self, model: MemoryModel, batch: int, cache_len: int) -> State:
+    S, L = self.slots, self.chunk
+    return {"cache": cache_lib.stack_cache(model.decoder.stack, batch, S + L),
+            "memories": jnp.zeros((batch, S, model.d_model), jnp.float32),
+            "chunk": jnp.zeros((batch, L), jnp.int32),  # the current chunk's tokens
+            "index": jnp.zeros((batch,), jnp.int32),  # which chunk is current
+            "fill": jnp.zeros((batch,), jnp.int32)}  # tokens of it decoded so far
+
+  def _token_start(self, model: MemoryModel, index_B: jax.Array) -> jax.Array:
+    return jnp.full_like(index_B, self.slots) if model.slots == "fixed" else index_B
+
+  def _with_prefix(self, model: MemoryModel, state: State) -> State:
+    """Decodes the memory slots of each sequence's current chunk into the cache (positions 0..S-1).
+
+    Slots without a memory hold the pad vector ('fixed'); with 'variable' slots the positions from
+    the first token on are overwritten by the chunk's tokens (and masked until then).
+    """
+    S, B = self.slots, state["index"].shape[0]
+    visible_BxS = jnp.arange(S)[None, :] < state["index"][:, None]
+    inputs_BxSxD = jnp.where(visible_BxS[..., None], state["memories"], model.pad_value)
+    cache, _ = extend(model.decoder.stack, state["cache"], inputs_BxSxD, jnp.zeros((B,), jnp.int32))
+    return state | {"cache": cache}
+
+  def _tokens(self, model: MemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
+    """Decodes tokens at the current chunk's fill offset; returns (state, hidden at the last one)."""
+    start_B = self._token_start(model, state["index"]) + state["fill"]
+    cache, h_BxNxD = extend(model.decoder.stack, state["cache"], model.decoder.embed(tokens_BxN), start_B)
+    return state | {"cache": cache, "fill": state["fill"] + count_B}, _at(h_BxNxD, count_B - 1)
+
+  def _logits(self, model: MemoryModel, hidden_BxD: jax.Array) -> jax.Array:
+    return logits_from(hidden_BxD[:, None], model.head, None)[:, 0]
+
+  def prefill(self, model: MemoryModel, state: State, prompt_BxP: jax.Array, lengths_B: jax.Array):
+    B, P = prompt_BxP.shape
+    S, L = self.slots, self.chunk
+    index_B = (lengths_B - 1) // L  # the chunk of the last prompt token is the current one
+    encoded = min(P // L - 1, S)  # the chunks before the longest prompt's current one
+    if encoded > 0:  # all in one batched encoder call
+      memories_BxCxD = model.encode(prompt_BxP[:, :encoded * L].reshape(B, encoded, L))
+      memories = state["memories"].at[:, :encoded].set(memories_BxCxD)
+    else:
+      memories = state["memories"]
+    padded_BxN = jnp.pad(prompt_BxP, ((0, 0), (0, L)))
+    state = state | {"memories": memories, "index": index_B, "fill": jnp.zeros_like(index_B),
+                     "chunk": _row_slice(padded_BxN, index_B * L, L)}
+    state = self._with_prefix(model, state)
+    state, hidden_BxD = self._tokens(model, state, state["chunk"], lengths_B - index_B * L)
+    return state, self._logits(model, hidden_BxD)
+
+  def _next_chunk(self, model: MemoryModel, state: State) -> State:
+    """Sequences whose chunk is full: encode it into the next memory and start a new chunk."""
+    full_B = state["fill"] == self.chunk
+    memory_BxD = model.encode(state["chunk"][:, None])[:, 0]
+    slot_B = jnp.minimum(state["index"], self.slots - 1)
+    rolled = state | {
+        "memories": state["memories"].at[jnp.arange(full_B.shape[0]), slot_B].set(memory_BxD),
+        "index": state["index"] + 1, "fill": jnp.zeros_like(state["fill"])}
+    return _select(full_B, self._with_prefix(model, rolled), state)
+
+  def step(self, model: MemoryModel, state: State, token_B: jax.Array):
+    state = jax.lax.cond(jnp.any(state["fill"] == self.chunk),
+                         lambda s: self._next_chunk(model, s), lambda s: s, state)
+    B = token_B.shape[0]
+    state = state | {"chunk": state["chunk"].at[jnp.arange(B), state["fill"]].set(token_B)}
+    state, hidden_BxD = self._tokens(model, state, token_B[:, None], jnp.ones((B,), jnp.int32))
+    return state, self._logits(model, hidden_BxD)
+
+
+class RecurrentDecoding:
+  """RMT: chunk c is decoded as [m_c, tokens_c]; m_{c+1} is its last position's hidden state."""
+
+  def __init__(self, model: RecurrentMemoryModel, context: int):
+    if context % model.chunks:
+      raise ValueError(f"a context of {context} tokens is not divisible into {model.chunks} chunks")
+    self.context, self.chunk = context, context // model.chunks
+
+  def prompt_shape(self, longest: int, cache_len: int) -> int:
+    return -(-longest // self.chunk) * self.chunk
+
+  def init(self, model: RecurrentMemoryModel, batch: int, cache_len: int) -> State:
+    zeros_BxD = jnp.zeros((batch, model.d_model), jnp.float32)
+    return {"cache": cache_lib.stack_cache(model.decoder.stack, batch, 1 + self.chunk),
+            "hidden": zeros_BxD,  # the decoder's output at the last decoded position
+            "fill": jnp.zeros((batch,), jnp.int32)}
+
+  def _start_chunk(self, model: RecurrentMemoryModel, state: State, memory_BxD: jax.Array) -> State:
+    B = memory_BxD.shape[0]
+    cache, _ = extend(model.decoder.stack, state["cache"], memory_BxD[:, None], jnp.zeros((B,), jnp.int32))
+    return state | {"cache": cache, "fill": jnp.zeros((B,), jnp.int32)}
+
+  def _tokens(self, model: RecurrentMemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
+    decoder: TokenEncoder = model.decoder
+    cache, h_BxNxD = extend(decoder.stack, state["cache"], decoder.embed(tokens_BxN), 1 + state["fill"])
+    hidden_BxD = _at(h_BxNxD, count_B - 1)
+    state = state | {"cache": cache, "fill": state["fill"] + count_B, "hidden": hidden_BxD}
+    return state, logits_from(hidden_BxD[:, None], model.head, None)[:, 0]
+
+  def prefill(self, model: RecurrentMemoryModel, state: State, prompt_BxP: jax.Array, lengths_B: jax.Array):
+    B, P = prompt_BxP.shape
+    L = self.chunk
+    index_B = (lengths_B - 1) // L
+    chunks_CxBxL = prompt_BxP.reshape(B, P // L, L).transpose(1, 0, 2)[:-1]  # before the current one
+
+    def carry_memory(memory_BxD, c_and_chunk):
+      c, chunk_BxL = c_and_chunk
+      inputs_BxPxD = jnp.concatenate([memory_BxD[:, None], model.decoder.embed(chunk_BxL)], axis=1)
+      new_BxD = model.decoder.stack(inputs_BxPxD)[:, -1]
+      return jnp.where((c < index_B)[:, None], new_BxD, memory_BxD), None
+
+    memory_BxD = jnp.full((B, model.d_model), model.pad_value, jnp.float32)
+    memory_BxD, _ = jax.lax.scan(carry_memory, memory_BxD, (jnp.arange(P // L - 1), chunks_CxBxL))
+    state = self._start_chunk(model, state, memory_BxD)
+    chunk_BxL = _row_slice(jnp.pad(prompt_BxP, ((0, 0), (0, L))), index_B * L, L)
+    return self._tokens(model, state, chunk_BxL, lengths_B - index_B * L)
+
+  def step(self, model: RecurrentMemoryModel, state: State, token_B: jax.Array):
+    state = jax.lax.cond(jnp.any(state["fill"] == self.chunk),
+                         lambda s: _select(s["fill"] == self.chunk, self._start_chunk(model, s, s["hidden"]), s),
+                         lambda s: s, state)
+    return self._tokens(model, state, token_B[:, None], jnp.ones_like(token_B))
+
+
+Decoding = CausalDecoding | MemoryDecoding | RecurrentDecoding
+
+
+def for_model(model: nnx.Module, context: int, *, prefill_block: int = 1024) -> Decoding:
+  """The decoding of a model that holds `context` tokens (its training data.n_ctx)."""
+  if isinstance(model, CausalLM):
+    limit = cache_lib.max_length(model.encoder.stack)
+    if limit is not None and context > limit:
+      raise ValueError(f"this mixer holds {limit} tokens, not {context}")
+    return CausalDecoding(context, prefill_block)
+  if isinstance(model, MemoryModel):
+    return MemoryDecoding(model, context)
+  if isinstance(model, RecurrentMemoryModel):
+    return RecurrentDecoding(model, context)
+  raise ValueError(f"{type(model).__name__} does not generate text: only causal models do (causal LMs "
+                   "and memory models of kind parallel, none, full or recurrent; autoencoders and "
+                   "oracle memory models read the text they predict)")
