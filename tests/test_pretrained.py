@@ -68,7 +68,8 @@ def test_zero_initialized_adapters_start_as_the_base_model(tiny, converted):
   graphdef, params = nnx.split(adapted)
   forward = jax.jit(lambda p: nnx.merge(graphdef, p)(tokens)["logits"])
   base_logits = jax.jit(lambda: base(tokens)["logits"])()
-  np.testing.assert_array_equal(forward(params), base_logits)
+  # Equal up to float32 rounding: under jit XLA may fuse x W + (x A) 0 differently from x W.
+  np.testing.assert_allclose(forward(params), base_logits, rtol=1e-6, atol=1e-6)
   trained = jax.tree_util.tree_map_with_path(  # a trained adapter changes the model
       lambda path, x: jnp.ones_like(x) if "lora_b" in sharding.path_name(path) else x, params)
   assert np.abs(forward(trained) - base_logits).max() > 1e-3
