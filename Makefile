@@ -33,7 +33,7 @@ demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -P -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
 
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,parity]'
 	$(PY) -m pytest -n 2
 
 bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)

@@ -7,6 +7,11 @@ Argument: a preset (tiny | small | paper), then optional keys:
            | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
   stages   an objective or a curriculum: clm | copy | blank_copy | combined |
            e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
+  encoding text | random (the random-encoding control, paper §5.8: the encoder embeds random tokens)
+  decoder  a converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the decoder, with its
+           tokenizer and vocabulary; memories are projected to its width, slots are fixed (§2.6, §5.8)
+  lora     with `decoder`: LoRA rank (0: full fine-tuning at lr 5e-6, as the paper; r > 0: adapters on
+           decoder.lora_targets at lr 5e-5, as the reference, with lora_alpha = r / 2 unless given)
 The combined objective's copy view is objective.combined_copy (copy | blank_copy), its weights
 objective.clm_weight : objective.copy_weight; objective.restart_stages=True trains each curriculum
 stage as a fresh run (new AdamW state, own warmup and decay). The paper preset follows the
@@ -24,15 +29,18 @@ from memjax import config as mc
 
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", kind="parallel", stages="clm")
+  arg = mc.parse_arg(arg, family="transformer", kind="parallel", stages="clm", encoding="text",
+                     decoder="", lora=0, lora_alpha=0.0)
   size = mc.SIZES[arg.preset]
   cfg = mc.base("memory", arg.preset, stages=arg.stages)
   cfg.memory = ml_collections.ConfigDict(dict(
       kind=arg.kind, chunks=4,
       slots="fixed",  # or 'variable'
-      pad_value=1.0))  # the constant vector of unused slots (and of every slot without memory)
+      pad_value=1.0,  # the constant vector of unused slots (and of every slot without memory)
+      encoding=arg.encoding))
   cfg.encoder = mc.encoder(size, arg.family)
-  cfg.decoder = mc.architecture(size, arg.family)
+  cfg.decoder = mc.architecture(size, arg.family, checkpoint="", tie_embeddings=False, lora_rank=0,
+                                lora_alpha=0.0, lora_targets="q,k,v,gate,up,down")
   cfg.data.n_ctx = 4 * size["n_ctx"]  # 4 chunks of the preset's context
   if arg.preset == "paper":  # paper §2.4 and §4: 4 x 256 tokens; mixer decoders twice as wide
     cfg.data.n_ctx = 1024
@@ -46,4 +54,19 @@ def get_config(arg=None):
     cfg.objective.update(combined_copy="blank_copy", copy_weight=0.5)
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
+  if arg.decoder:
+    with_pretrained_decoder(cfg, arg)
   return cfg
+
+
+def with_pretrained_decoder(cfg, arg):
+  lm = mc.pretrained(arg.decoder)
+  if arg.kind not in ("parallel", "none"):
+    raise ValueError(f"a pretrained decoder needs kind=parallel or none, got {arg.kind!r}")
+  cfg.decoder.update(lm.architecture)
+  # scan_layers: an unrolled layer loop keeps per-layer weight slices as temporaries (a copy).
+  cfg.decoder.update(checkpoint=arg.decoder, tie_embeddings=lm.tie_embeddings, lora_rank=arg.lora,
+                     lora_alpha=arg.lora_alpha or arg.lora / 2, scan_layers=True)
+  cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
+  cfg.memory.slots = "fixed"
+  cfg.train.lr = 5e-5 if arg.lora else 5e-6

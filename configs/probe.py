@@ -7,17 +7,23 @@ COMMAND: python -m memjax.train --config=configs/probe.py:small \
 autoencoder, memory model); leave it empty to probe an untrained encoder. The encoder section must
 match the checkpoint's architecture (the presets match those of clm.py and autoencoder.py).
 Argument: a preset (tiny | small | paper), then optional keys: family, feed, embed_index (-2 for
-causally trained encoders, whose last position never received a loss), frozen_scope.
+causally trained encoders, whose last position never received a loss), frozen_scope, and
+`pretrained=DIR`: a
+converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the frozen encoder, whole (its
+token embedding included), with its own tokenizer and vocabulary, read at the last token's last
+hidden state, and an unrolled Llama-style decoder (paper §2.3, §5.2: d=512, 16 layers, 4 heads,
+lr 2e-4). `python -m memjax.experiments.llm_probe` sweeps it over n_ctx.
 What is frozen (`encoder.frozen_scope`, recorded in the run's config.json): `all` (the encoder's own
 token embedding and its blocks; tiny and small) or `blocks` (a fresh trainable token embedding in
-front of the frozen blocks, as the paper's probes; paper).
+front of the frozen blocks, as the paper's probes; paper). A pretrained LLM is frozen whole.
 """
 
 from memjax import config as mc
 
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1, frozen_scope="")
+  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1, frozen_scope="",
+                     pretrained="")
   size = mc.SIZES[arg.preset]
   feed = arg.feed or ("unroll" if arg.family == "transformer" else "repeat")
   cfg = mc.base("autoencoder", arg.preset, stages="autoencode")
@@ -29,4 +35,15 @@ def get_config(arg=None):
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.decoder.n_layers = 8
     cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512
+  if arg.pretrained:
+    lm = mc.pretrained(arg.pretrained)
+    cfg.encoder.update(lm.architecture)
+    cfg.encoder.update(checkpoint=arg.pretrained, frozen=True, frozen_scope=arg.frozen_scope or "all",
+                       scan_layers=True)  # no weight-slice copies
+    cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
+    cfg.decoder.feed = arg.feed or "unroll"
+    if arg.preset == "paper":  # the LLM driver: decoder d=512, 16 layers, 4 heads, lr 2e-4, n_ctx 64
+      cfg.decoder.update(family="transformer", d_model=512, n_layers=16, n_heads=4)
+      cfg.train.lr = 2e-4
+      cfg.data.n_ctx = 64
   return cfg

@@ -145,6 +145,25 @@ def decoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collectio
   return architecture(size, family, **dict(feed="repeat") | overrides)
 
 
+def pretrained(path: str) -> ml_collections.ConfigDict:
+  """A converted model's architecture (`python -m memjax.convert hf-llama SRC DIR`), vocabulary and
+  tokenizer: {'architecture', 'tie_embeddings', 'vocab_size', 'tokenizer'}."""
+  import json
+
+  config = pathlib.Path(path) / "config.json"
+  if not config.is_file():
+    raise FileNotFoundError(f"{path} is not a converted model (no config.json); convert one with "
+                            "python -m memjax.convert hf-llama SRC DIR")
+  run = json.loads(config.read_text())
+  if run.get("task") != "clm":
+    raise ValueError(f"{path} holds a {run.get('task')!r} run, not a causal LM")
+  model = dict(run["model"])
+  tie = model.pop("tie_embeddings", False)
+  return ml_collections.ConfigDict(dict(
+      architecture=model, tie_embeddings=tie, vocab_size=run["data"]["vocab_size"],
+      tokenizer=str(pathlib.Path(path).absolute() / "tokenizer.json")))
+
+
 def load(path: str | pathlib.Path, arg: str | None = None) -> ml_collections.ConfigDict:
   """`get_config(arg)` of a config file, as `--config=path:arg` would give it."""
   path = pathlib.Path(path)

@@ -1,10 +1,11 @@
 """Export an encoder as its own checkpoint, to reuse (frozen) elsewhere.
 
   python -m memjax.export --workdir=runs/autoencoder --out=encoders/autoencoder
-  python -m memjax.export --hf_llama=path/to/hf_model --out=encoders/llama   # needs `safetensors`
+  python -m memjax.export --hf_llama=path/to/hf_model --out=encoders/llama   # the trunk only
 
 The export holds the encoder's parameters (a run's latest checkpoint, or the trunk of a pretrained
 Hugging Face Llama-architecture model), `encoder.json` (its architecture) and `tokenizer.json`.
+(`python -m memjax.convert hf-llama` converts the whole causal LM, LM head included.)
 Name it in any config with --config.encoder.checkpoint=DIR (the encoder section, data.vocab_size
 and data.tokenizer must then match encoder.json and tokenizer.json).
 """

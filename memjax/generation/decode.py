@@ -96,7 +96,8 @@ def extend(stack: Stack, cache: cache_lib.StackCache, x_BxSxD: jax.Array,
   if cache_lib.is_transformer(stack):
     attn = stack.blocks.attn
     cos_TxH, sin_TxH = map(jnp.asarray, rope_angles(cache["k"][0].shape[2], attn.head_dim,
-                                                    stack.blocks.rope_theta))
+                                                    stack.blocks.rope_theta,
+                                                    **dict(stack.blocks.rope_scaling)))
   for i in range(stack.n_layers):
     block = nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers))
     if "k" in cache:
@@ -215,7 +216,7 @@ class MemoryDecoding:
     return state | {"cache": cache, "fill": state["fill"] + count_B}, _at(h_BxNxD, count_B - 1)
 
   def _logits(self, model: MemoryModel, hidden_BxD: jax.Array) -> jax.Array:
-    return logits_from(hidden_BxD[:, None], model.head, None)[:, 0]
+    return logits_from(hidden_BxD[:, None], model.head, model.decoder.embed)[:, 0]
 
   def prefill(self, model: MemoryModel, state: State, prompt_BxP: jax.Array, lengths_B: jax.Array):
     B, P = prompt_BxP.shape

@@ -87,4 +87,5 @@ def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
     return OracleMemoryModel(encoder_config(cfg), decoder, **shared)
   encoder = encoder_config(cfg) if memory.kind == "parallel" else None
   return MemoryModel(encoder, decoder, chunks=memory.chunks, slots=memory.slots,
-                     pad_value=memory.pad_value, **shared)
+                     pad_value=memory.pad_value, tie_embeddings=cfg.decoder.get("tie_embeddings", False),
+                     encoding=memory.get("encoding", "text"), **shared)

@@ -7,6 +7,8 @@ from typing import Any, Literal, Mapping
 
 Family = Literal["transformer", "mixer"]
 FAMILIES: tuple[str, ...] = ("transformer", "mixer")
+ROPE_TYPES: tuple[str, ...] = ("default", "linear", "llama3")  # as Hugging Face names them
+LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,10 +28,21 @@ class StackConfig:
   n_kv_heads: int = 0  # 0 means n_heads (full multi-head attention)
   mlp_dim: int = 0  # 0 means 4 * d_model
   rope_theta: float = 10_000.0
+  # RoPE frequency scaling (Llama 3.x long context): 'default' (none), 'linear' (all frequencies
+  # / factor) or 'llama3' (low frequencies / factor, a smooth ramp between the two wavelength bounds).
+  rope_type: str = "default"
+  rope_factor: float = 1.0
+  rope_low_freq_factor: float = 1.0
+  rope_high_freq_factor: float = 4.0
+  rope_original_length: int = 8192
   norm_eps: float = 1e-6
   mixer_kernel: int = 1
   mixer_heads: int = 0  # 0 means the flat (single map) mixer
   scan_layers: bool = False
+  # LoRA adapters (transformers): rank 0 means none; targets are comma-separated projection names.
+  lora_rank: int = 0
+  lora_alpha: float = 0.0
+  lora_targets: str = "q,k,v,gate,up,down"
 
   def __post_init__(self):
     if self.family not in FAMILIES and ":" not in self.family:
@@ -45,6 +58,20 @@ class StackConfig:
         raise ValueError(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.kv_heads}")
       if self.head_dim % 2:
         raise ValueError(f"RoPE needs an even head dimension, got {self.head_dim}")
+      if self.rope_type not in ROPE_TYPES:
+        raise ValueError(f"rope_type must be one of {ROPE_TYPES}, got {self.rope_type!r}")
+      if self.rope_type != "default" and self.rope_factor <= 0:
+        raise ValueError(f"rope_factor must be positive, got {self.rope_factor}")
+      if self.rope_type == "llama3" and self.rope_high_freq_factor <= self.rope_low_freq_factor:
+        raise ValueError("rope_high_freq_factor must exceed rope_low_freq_factor, got "
+                         f"{self.rope_high_freq_factor} <= {self.rope_low_freq_factor}")
+      if self.lora_rank < 0:
+        raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+      unknown = set(self.lora_target_names) - set(LORA_TARGETS)
+      if self.lora_rank and (unknown or not self.lora_target_names):
+        raise ValueError(f"lora_targets must name some of {LORA_TARGETS}, got {self.lora_targets!r}")
+    elif self.lora_rank:
+      raise ValueError("LoRA adapters (lora_rank > 0) are only defined for transformers")
     if self.family == "mixer":
       if self.mixer_kernel < 1:
         raise ValueError(f"mixer_kernel must be >= 1, got {self.mixer_kernel}")
@@ -59,6 +86,14 @@ class StackConfig:
   @property
   def head_dim(self) -> int:
     return self.d_model // self.n_heads
+
+  @property
+  def lora_target_names(self) -> tuple[str, ...]:
+    return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+
+  def lora_for(self, name: str) -> int:
+    """The adapter rank of projection `name` (0: no adapter)."""
+    return self.lora_rank if name in self.lora_target_names else 0
 
   @property
   def hidden_dim(self) -> int:

@@ -27,6 +27,7 @@ from memjax.models.stack import TokenEncoder, lm_head, logits_from
 
 Slots = Literal["fixed", "variable"]
 SLOTS: tuple[str, ...] = ("fixed", "variable")
+ENCODINGS: tuple[str, ...] = ("text", "random")
 
 
 def with_prefix(mask_BxL: jax.Array | None, prefix: int) -> jax.Array | None:
@@ -60,31 +61,48 @@ class MemoryModel(nnx.Module):
   """tokens [B, K*L] -> {'logits' [B, K*L, V], 'memories' [B, K-1, D]}.
 
   `encoder=None` builds the no-memory control: every slot holds the constant pad vector.
+  `encoding='random'` is the random-encoding control (paper §5.8): the encoder embeds random
+  tokens (ids in [1, V), as the reference's `random=True`) instead of the text, so its memories
+  look like real ones but carry nothing about the chunks. `tie_embeddings` reads the logits from
+  the decoder's token embedding (pretrained decoders such as Llama 3.2 1B tie them).
   """
 
   def __init__(self, encoder: StackConfig | None, decoder: StackConfig, *, chunks: int,
                slots: Slots = "fixed", embed_index: int = -1, compression: int = 1,
-               pad_value: float = 1.0, init_convention: str = "memjax", rngs: nnx.Rngs):
+               pad_value: float = 1.0, init_convention: str = "memjax", tie_embeddings: bool = False,
+               encoding: str = "text", rngs: nnx.Rngs):
     if chunks < 2:
       raise ValueError(f"a memory model needs at least 2 chunks, got {chunks}")
     if slots not in SLOTS:
       raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
+    if encoding not in ENCODINGS:
+      raise ValueError(f"memory encoding must be one of {ENCODINGS}, got {encoding!r}")
     self.encoder = (TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
                     if encoder is not None else None)
     self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
                    if encoder is not None else None)
     self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
-    self.head = lm_head(decoder, rngs, init_convention)
+    self.head = None if tie_embeddings else lm_head(decoder, rngs, init_convention)
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
-    self.d_model = decoder.d_model
+    self.d_model, self.encoding = decoder.d_model, encoding
+    self.vocab_size = encoder.vocab_size if encoder is not None else decoder.vocab_size
+
+  def random_tokens(self, tokens_BxN: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Random ids in [1, V), a pure function of the batch (a new draw for every batch)."""
+    weights_N = jnp.arange(1, tokens_BxN.shape[1] + 1, dtype=jnp.uint32)
+    key = jax.random.fold_in(jax.random.key(0), jnp.sum(tokens_BxN.astype(jnp.uint32) * weights_N))
+    return jax.random.randint(key, shape, 1, self.vocab_size, dtype=tokens_BxN.dtype)
 
   def encode(self, chunks_BxCxL: jax.Array, mask_BxCxL: jax.Array | None = None) -> jax.Array:
     """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
     B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
       return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)
+    inputs = chunks_BxCxL.reshape(B * C, L)
+    if self.encoding == "random":
+      inputs = self.random_tokens(chunks_BxCxL.reshape(B, C * L), inputs.shape)
     mask = None if mask_BxCxL is None else mask_BxCxL.reshape(B * C, L)
-    hidden = self.encoder(chunks_BxCxL.reshape(B * C, L), mask)
+    hidden = self.encoder(inputs, mask)
     return self.bridge(embedding_at(hidden, self.embed_index)).reshape(B, C, -1)
 
   def memories(self, chunks_BxKxL: jax.Array, mask_BxKxL: jax.Array | None = None) -> jax.Array:
@@ -130,5 +148,5 @@ class MemoryModel(nnx.Module):
     hidden_BPxPxD = self.decoder.stack(inputs_BxKxPxD.reshape(B * K, P, -1), mask_BPxP)
     hidden_BxKxPxD = hidden_BPxPxD.reshape(B, K, P, -1)
     hidden_BxKxLxD = hidden_BxKxPxD[:, np.arange(K)[:, None], read_KxL]
-    logits = logits_from(hidden_BxKxLxD, self.head, None)
+    logits = logits_from(hidden_BxKxLxD, self.head, self.decoder.embed)
     return {"logits": logits.reshape(B, N, -1), "memories": memories_BxSxD}

@@ -72,7 +72,7 @@ def loaded_parts(cfg: Any) -> tuple[str, ...]:
   return ("stack",) if cfg.encoder.frozen and frozen_scope(cfg) == "blocks" else PARTS
 
 
-def _latest_step(directory: epath.Path) -> int:
+def latest_step(directory: epath.Path) -> int:
   mngr = checkpoint.manager(directory)
   step = mngr.latest_step()
   mngr.close()
@@ -101,11 +101,14 @@ def locate(path: str) -> EncoderSource:
   if not tokenizer.exists():
     raise FileNotFoundError(f"{path} has no {TOKENIZER_JSON}, so its token ids cannot be checked")
   digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
-  return EncoderSource(checkpoints, _latest_step(checkpoints), architecture, frozen, digest)
+  return EncoderSource(checkpoints, latest_step(checkpoints), architecture, frozen, digest)
 
 
 def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
-  stored = {k: v for k, v in source.architecture.items() if k not in IGNORED_FIELDS}
+  # Fields added to StackConfig after the checkpoint was written take their defaults.
+  defaults = {f.name: f.default for f in dataclasses.fields(StackConfig)
+              if f.default is not dataclasses.MISSING}
+  stored = {k: v for k, v in (defaults | source.architecture).items() if k not in IGNORED_FIELDS}
   wanted = {k: v for k, v in expected.to_dict().items() if k not in IGNORED_FIELDS}
   if expected.family == "transformer":  # attention works at any length; only mixers fix it
     stored.pop("length", None), wanted.pop("length", None)
@@ -130,13 +133,13 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: dict[s
     request.setdefault(source.subtree(part), {"encoder": {}})["encoder"][part] = leaves
   mngr = checkpoint.manager(source.checkpoints)
   try:
-    restored = checkpoint.restore(mngr, source.step, request)
+    restored = checkpoint.restore_arrays(mngr, source.step, request)  # one array at a time
   finally:
     mngr.close()
   return {part: restored[source.subtree(part)]["encoder"][part] for part in target}
 
 
-def _new_folder(out: str) -> epath.Path:
+def new_folder(out: str) -> epath.Path:
   out_dir = fs.path(out)
   if out_dir.exists() and any(out_dir.iterdir()):
     raise FileExistsError(f"export folder {out} is not empty; choose a new folder")
@@ -158,7 +161,7 @@ def write(out_dir: epath.Path, params: Any, architecture: dict[str, Any], tokeni
 
 def export(workdir: str, out: str) -> epath.Path:
   """Writes the encoder of the run in `workdir` (latest checkpoint) as its own checkpoint in `out`."""
-  out_dir = _new_folder(out)
+  out_dir = new_folder(out)
   source = locate(workdir)
   mngr = checkpoint.manager(source.checkpoints)
   try:
@@ -168,7 +171,7 @@ def export(workdir: str, out: str) -> epath.Path:
       subtree, _, rest = name.partition("/encoder/")
       if rest and subtree == source.subtree(rest.partition("/")[0]):
         flat[name] = jax.ShapeDtypeStruct(shape, "float32")
-    restored = checkpoint.restore(mngr, source.step, _unflatten(flat))
+    restored = checkpoint.restore(mngr, source.step, unflatten(flat))
   finally:
     mngr.close()
   encoder = {part: tree["encoder"][part] for tree in restored.values() for part in tree["encoder"]}
@@ -180,7 +183,7 @@ def import_hf_llama(model_dir: str, out: str) -> epath.Path:
   """Writes the trunk of a Hugging Face Llama-architecture model as an encoder export in `out`."""
   from memjax.models import hf_llama
 
-  out_dir = _new_folder(out)
+  out_dir = new_folder(out)
   tokenizer = fs.path(model_dir) / TOKENIZER_JSON
   if not tokenizer.exists():
     raise FileNotFoundError(f"{model_dir} has no {TOKENIZER_JSON}")
@@ -188,7 +191,7 @@ def import_hf_llama(model_dir: str, out: str) -> epath.Path:
   return write(out_dir, params, architecture.to_dict(), tokenizer.read_text(), str(model_dir))
 
 
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
   tree: dict[str, Any] = {}
   for name, leaf in flat.items():
     *parents, last = name.split("/")

@@ -24,8 +24,8 @@ from memjax import data as data_lib
 from memjax import fs, models
 from memjax.metrics import information
 from memjax.objectives import Objective, curriculum, lookup
-from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, sharding, steps,
-                             validation, warm_start)
+from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, pretrained,
+                             sharding, steps, validation, warm_start)
 from memjax.training.state import TrainState, split_frozen, split_model
 from memjax.training.writers import MetricWriter, drop_after
 
@@ -81,22 +81,9 @@ def frozen_subtrees(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
   _, params = split_model(models.build_model(cfg, nnx.Rngs(cfg.seed)))
-  trainable, frozen = split_frozen(params, frozen_subtrees(cfg))
+  trainable, frozen = pretrained.adapters_only(*split_frozen(params, frozen_subtrees(cfg)), cfg)
   return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=tx.init(trainable),
                     rng=jax.random.PRNGKey(cfg.seed), frozen=frozen)
-
-
-def _with_pretrained_encoder(state: TrainState, cfg, shardings: TrainState, tokenizer_digest: str) -> TrainState:
-  """Replaces the freshly initialized encoder (or only its blocks) by the one at `encoder.checkpoint`."""
-  frozen = encoders.frozen_parts(cfg)
-  where = {part: "frozen" if part in frozen else "params" for part in encoders.loaded_parts(cfg)}
-  target = {part: checkpoint.abstract(getattr(state, w)["encoder"][part],
-                                      getattr(shardings, w)["encoder"][part]) for part, w in where.items()}
-  loaded = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
-  trees = {w: dict(getattr(state, w)) for w in set(where.values())}
-  for part, w in where.items():
-    trees[w]["encoder"] = trees[w]["encoder"] | {part: loaded[part]}
-  return state.replace(**trees)
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -199,10 +186,11 @@ class Trainer:
     return _init_state(self.cfg, self.tx)
 
   def init_state(self) -> TrainState:
-    """A fresh state, created directly with its shardings (pretrained encoder loaded if configured)."""
-    state = jax.jit(self._init, out_shardings=self.shardings)()
-    if "encoder" in self.cfg and self.cfg.encoder.checkpoint:
-      state = _with_pretrained_encoder(state, self.cfg, self.shardings, self.data.tokenizer_digest)
+    """A fresh state, created directly with its shardings; a pretrained encoder (encoder.checkpoint)
+    or decoder (decoder.checkpoint) is restored from its checkpoint instead of initialized, and
+    `train.init_from` warm-starts the parameters from another run."""
+    abstract = checkpoint.abstract(self.abstract_state, self.shardings)
+    state = pretrained.init_state(self._init, abstract, self.cfg, self.data.tokenizer_digest)
     if self.cfg.train.get("init_from"):
       target = checkpoint.abstract(state.params, self.shardings.params)
       state = state.replace(params=warm_start.load(self.cfg.train.init_from, state.params, target,
