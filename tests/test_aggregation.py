@@ -80,7 +80,8 @@ def test_eval_metrics_are_token_weighted_over_uneven_padded_batches(name, shift)
 
 
 def test_entropy_proportion_and_bits_per_byte_by_hand():
-  metrics = {"clm/loss": 2.0, "clm/tokens": 100.0, "copy/loss": 4.5, "loss": 6.5}
+  metrics = {"clm/loss": 2.0, "clm/tokens": 100.0, "copy/loss": 4.5, "copy/tokens": 50.0,
+             "reg/loss": 0.1, "loss": 6.6}  # `reg` reports no tokens: not a token-level term
   result = loop.with_information(metrics, vocab_size=8000, bytes_per_token=4.0)
   # H0 for 8000 tokens is 9.03 nats (the paper's constant, to two decimals).
   assert result["clm/entropy_proportion"] == pytest.approx(1 - 2.0 / 9.03, abs=2e-4)
@@ -88,7 +89,8 @@ def test_entropy_proportion_and_bits_per_byte_by_hand():
   # 2 nats per token = 2 / ln 2 = 2.885 bits per token over 4 bytes per token.
   assert result["clm/bits_per_byte"] == pytest.approx(0.721348, abs=1e-6)
   assert result["copy/bits_per_byte"] == pytest.approx(4.5 / 0.693147 / 4.0, abs=1e-5)
-  assert "entropy_proportion" not in result and result["loss"] == 6.5  # the total is not a term
+  assert "entropy_proportion" not in result and result["loss"] == 6.6  # the total is not a term
+  assert "reg/entropy_proportion" not in result and "reg/bits_per_byte" not in result
 
 
 def test_blank_copy_feeds_blanks_and_scores_only_the_copied_half():
