@@ -199,7 +199,7 @@ def test_a_tower_family_by_import_path(tiny, tmp_path, changed_positions):
 
   from memjax import models
 
-  cfg = tiny("clm.py:tiny", steps=6, log_every=3)
+  cfg = tiny("clm.py:tiny", steps=20, log_every=5)
   cfg.model.family = "user_objectives:CausalMeanBlock"
   model = models.build_model(cfg, nnx.Rngs(0))
   tokens = jax.random.randint(jax.random.key(0), (2, cfg.data.n_ctx), 0, cfg.data.vocab_size)

@@ -55,6 +55,6 @@ class CausalMeanBlock(nnx.Module):
     self.up = nnx.Linear(cfg.d_model, cfg.hidden_dim, rngs=rngs)
     self.down = nnx.Linear(cfg.hidden_dim, cfg.d_model, rngs=rngs)
 
-  def __call__(self, x_BxTxD):
+  def __call__(self, x_BxTxD, mask_BxT=None):  # called with a padding mask on padded data (unused)
     mean_BxTxD = jnp.cumsum(x_BxTxD, axis=1) / jnp.arange(1, x_BxTxD.shape[1] + 1)[:, None]
     return x_BxTxD + self.down(jax.nn.gelu(self.up(mean_BxTxD)))

@@ -53,7 +53,9 @@ class Stack(nnx.Module):
   def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
     """`mask_BxT` (1 on tokens, 0 on padding): transformer positions never attend to padding."""
     graphdef, layers = nnx.split(self.blocks)
-    apply_block = lambda x, layer: nnx.merge(graphdef, layer)(x, mask_BxT)
+    # Without a mask, blocks are called as block(x): a user's block family need not know of masks.
+    apply_block = lambda x, layer: (nnx.merge(graphdef, layer)(x) if mask_BxT is None
+                                    else nnx.merge(graphdef, layer)(x, mask_BxT))
     if self.scan_layers:
       x_BxTxD, _ = jax.lax.scan(lambda x, layer: (apply_block(x, layer), None), x_BxTxD, layers)
     else:
