@@ -5,12 +5,14 @@ The one-device run's initial state is placed on each mesh (the sharded initializ
 compared once, for the transformer CLM under fsdp=8, where it is bitwise equal). Models have one
 layer per tower, to keep the 24 compilations short.
 
-Tolerances: sharded matmuls and reductions sum in another order (float32), so losses agree to
-rtol 1e-5 and parameters to atol 1e-4 after 4 AdamW steps at lr 3e-3. Adam divides by sqrt(v) + eps,
-which amplifies the summation noise of near-zero gradients: the worst parameter measured differs by
-3.5e-5 (memory mixer, data=2 x tensor=4; 2.0e-5 under fsdp=8; the other models 3e-8 to 3e-6), while
-losses differ by at most 3.1e-7 relative. 1e-4 is 3 % of one lr-sized Adam step. `-s` prints each
-case's figures.
+Tolerances: sharded matmuls and reductions sum in another order (float32), so losses and gradient
+norms agree to rtol 1e-5 after each of 4 AdamW steps at lr 3e-3. Parameters are compared as a whole:
+the norm of their difference must stay under 1e-3 of the norm of how far training moved them. An
+element-wise bound cannot be tight: Adam divides by sqrt(v) + eps, so an element whose gradient is
+near zero moves by up to lr per step in a direction set by summation noise (measured: one element of
+the memory mixer off by 1.7e-4 under data=2 x tensor=4, while its losses agreed to 7.5e-8). A wrong
+reduction (a missing all-reduce, a mean taken twice) changes the gradient norm or the losses by far
+more than 1e-5. `-s` prints each case's figures.
 """
 
 import jax
@@ -44,8 +46,12 @@ def train(cfg, devices, initial):
   for step in range(STEPS):
     objective = curriculum.stage_at(trainer.stages, step).objective
     state, metrics = trainer.train_step(objective)(state, trainer.next_batch())
-    losses.append(float(metrics["loss"]))
+    losses.append((float(metrics["loss"]), float(metrics["grad_norm"])))
   return losses, state, trainer
+
+
+def norm(tree):
+  return float(np.sqrt(sum(np.sum(np.square(x, dtype=np.float64)) for x in jax.tree.leaves(tree))))
 
 
 ONE_DEVICE = dict(data=1, fsdp=1, tensor=1)
@@ -59,13 +65,15 @@ def test_sharded_training_equals_one_device(spec, data_cache):
   params = jax.device_get(state.params)
   for name, mesh in MESHES.items():
     sharded_losses, sharded, trainer = train(config(spec, mesh), jax.devices(), initial)
-    worst = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
-                                             jax.device_get(sharded.params), params)))
-    print(f"{spec} {name}: loss rel {max(abs(a / b - 1) for a, b in zip(sharded_losses, losses)):.1e}, "
-          f"params abs {worst:.1e}")
+    sharded_params = jax.device_get(sharded.params)
+    worst = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), sharded_params, params)))
+    moved = norm(jax.tree.map(np.subtract, params, initial.params))
+    off = norm(jax.tree.map(np.subtract, sharded_params, params)) / moved
+    print(f"{spec} {name}: loss rel {max(abs(a[0] / b[0] - 1) for a, b in zip(sharded_losses, losses)):.1e}, "
+          f"grad norm rel {max(abs(a[1] / b[1] - 1) for a, b in zip(sharded_losses, losses)):.1e}, "
+          f"params off {off:.1e} of their movement (worst element {worst:.1e})")
     np.testing.assert_allclose(sharded_losses, losses, rtol=1e-5, err_msg=name)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-4, err_msg=name),
-                 jax.device_get(sharded.params), params)
+    assert off < 1e-3, name
     if name == "fsdp=8":  # the arrays the step returned, not only the planned shardings
       actual = jax.tree.map(lambda x: x.sharding, sharded.params)
       assert memory_report.replicated_large(sharded.params, actual, trainer.mesh, min_size=1024) == []
