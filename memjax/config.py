@@ -106,6 +106,8 @@ def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
       stages=stages,
       clm_weight=1.0, copy_weight=1.0,  # the combined objective's term weights (reference: 1 : 0.5)
       combined_copy="copy",  # the combined objective's copy view: copy | blank_copy | 'pkg.module:view'
+      # loss terms added to every stage's objective: 'pkg.module:term[:weight],...' (objectives/lookup.py)
+      extra_terms="",
       restart_stages=False,  # each curriculum stage a fresh run: new AdamW state, own warmup and decay
       copy_delimiter_tokens=0, copy_delimiter_id=-1,  # -1: the tokenizer's separator token
       blank_id=-1) | overrides)  # -1: the tokenizer's blank token

@@ -136,6 +136,31 @@ def test_bad_objective_names_are_refused_naming_them(spec, match, tiny):
   assert repr(spec.split(":")[0]) in str(error.value) or spec in str(error.value)
 
 
+def test_config_adds_loss_terms_by_import_path(tiny, tmp_path):
+  cfg = tiny("clm.py:tiny", steps=4, log_every=1, eval_every=100, checkpoint_every=100)
+  cfg.objective.extra_terms = "user_objectives:z_ramp, user_objectives:text_z_loss:0.25"
+  mj.fit(cfg, str(tmp_path / "run"))
+  for record in read_metrics(tmp_path / "run", "train"):
+    assert record["z_ramp/weight"] == pytest.approx(0.05 * (record["step"] - 1), abs=1e-6)
+    assert record["text_z_loss/weight"] == 0.25
+    assert record["z_ramp/loss"] == record["text_z_loss/loss"] > 0  # one function, two weights
+    assert record["loss"] == pytest.approx(
+        record["clm/loss"] + (record["z_ramp/weight"] + 0.25) * record["z_ramp/loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("terms, match", [
+    ("user_objectives:NOT_AN_OBJECTIVE", "loss term 'user_objectives:NOT_AN_OBJECTIVE' is a int"),
+    ("user_objectives:z_ramp:heavy", "weight 'heavy' is not a number"),
+    ("user_objectives:nothing_here", "has no attribute 'nothing_here'"),
+    ("user_objectives:z_ramp,user_objectives:z_ramp", "two terms called 'z_ramp'"),
+])
+def test_bad_extra_terms_are_refused_naming_them(terms, match, tiny):
+  cfg = tiny("clm.py:tiny")
+  cfg.objective.extra_terms = terms
+  with pytest.raises(ValueError, match=match):
+    lookup.resolve("clm", cfg, special=SPECIAL)
+
+
 def test_import_paths_in_curricula():
   stages = curriculum.parse("my_project.objectives:contrastive:2000, combined", 3000)
   assert [(s.objective, s.start, s.stop) for s in stages] == [

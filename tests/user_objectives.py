@@ -19,6 +19,11 @@ def z_loss(outputs, view):
   return value, {"loss": value}
 
 
+# Loss terms a config adds to any objective (objective.extra_terms), over its views by name.
+z_ramp = mj.Term(mj.on_view("text", z_loss), Z_WEIGHT)  # a term with its own schedule
+text_z_loss = mj.on_view("text", z_loss)  # a bare loss function (weight 1, or set in the config)
+
+
 def clm_with_z_loss(cfg, special):
   """Next-token prediction plus a z-loss whose weight ramps up with the step (an optax schedule)."""
   return mj.Objective("zclm", views={"text": mj.language_modelling},

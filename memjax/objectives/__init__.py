@@ -115,6 +115,8 @@ def build(name: str, cfg: Any, *, task: str, blank_id: int, delimiter_id: int) -
     return Objective(name, {"text": views.language_modelling, "copy": copy},
                      compose({"clm": Term(on_view("text", next_token_loss), cfg.clm_weight),
                               "copy": Term(on_view("copy", next_token_loss), cfg.copy_weight)}))
-  view = (views.language_modelling if name == "clm"
-          else copy_view(name, cfg, blank_id=blank_id, delimiter_id=delimiter_id))
+  if name == "clm":  # the language-modelling view is called 'text' in every built-in objective
+    return Objective(name, {"text": views.language_modelling},
+                     compose({"clm": on_view("text", next_token_loss)}))
+  view = copy_view(name, cfg, blank_id=blank_id, delimiter_id=delimiter_id)
   return Objective(name, {name: view}, compose({name: on_view(name, next_token_loss)}))
