@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 from absl import app, flags, logging
 
@@ -28,3 +29,15 @@ def run(main: Callable[[list[str]], None]) -> None:
     main(argv)
 
   app.run(quiet_main, flags_parser=parse_flags)
+
+
+@contextlib.contextmanager
+def user_errors(program: str) -> Iterator[None]:
+  """Bad input met while the command works (a missing folder, a wrong checkpoint, an existing
+  output) exits with one line naming it, instead of a traceback."""
+  from memjax.training.checkpoint import CheckpointError
+
+  try:
+    yield
+  except (ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError) as error:
+    sys.exit(f"{program}: error: {error}")

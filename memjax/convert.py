@@ -14,7 +14,6 @@ encoder (configs/probe.py:PRESET,pretrained=DST) or a memory model's decoder
 from __future__ import annotations
 
 import argparse
-import sys
 
 COMMANDS = ("hf-llama", "to-hf")
 
@@ -25,15 +24,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("src", help="the folder to convert")
   parser.add_argument("dst", help="a new (or empty) folder for the result")
   args = parser.parse_args(argv)
-  from memjax.training import checkpoint, pretrained
+  from memjax import cli
+  from memjax.training import pretrained
 
-  try:
+  with cli.user_errors("memjax.convert"):
     if args.command == "hf-llama":
       out = pretrained.convert_hf_llama(args.src, args.dst)
     else:
       out = pretrained.to_hf(args.src, args.dst)
-  except (ValueError, KeyError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
-    sys.exit(f"memjax.convert: error: {error}")
   print(f"converted {args.src} to {out}")
 
 

@@ -12,7 +12,6 @@ and data.tokenizer must then match encoder.json and tokenizer.json).
 
 from __future__ import annotations
 
-import sys
 
 from absl import app, flags
 
@@ -33,15 +32,13 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from memjax.training import checkpoint, encoders
+  from memjax.training import encoders
 
-  try:
+  with cli.user_errors("memjax.export"):
     if FLAGS.workdir:
       out = encoders.export(FLAGS.workdir, FLAGS.out)
     else:
       out = encoders.import_hf_llama(FLAGS.hf_llama, FLAGS.out)
-  except (ValueError, KeyError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
-    sys.exit(f"memjax.export: error: {error}")
   print(f"exported the encoder of {FLAGS.workdir or FLAGS.hf_llama} to {out}")
 
 

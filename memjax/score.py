@@ -10,7 +10,6 @@ LOGITS.npy receives [batch, length, vocab] float32 logits (position t scores tok
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -59,12 +58,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", required=True, help="the .npy file for the [batch, length, vocab] logits")
   parser.add_argument("--batch_size", type=int, default=8, help="sequences per forward pass")
   args = parser.parse_args(argv)
-  from memjax.training import checkpoint
+  from memjax import cli
 
-  try:
+  with cli.user_errors("memjax.score"):
     result = logits(args.checkpoint, tokens_path=args.tokens, batch_size=args.batch_size)
-  except (ValueError, KeyError, FileNotFoundError, checkpoint.CheckpointError) as error:
-    sys.exit(f"memjax.score: error: {error}")
   np.save(args.out, result)
   print(f"wrote {result.dtype} logits of shape {result.shape} to {args.out}")
 

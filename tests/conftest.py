@@ -53,13 +53,18 @@ def changed_positions():
   return check
 
 
+def train_tiny(tmp_path_factory, spec, steps, checkpoint_every):
+  """Trains `spec` (e.g. 'autoencoder.py:tiny') for `steps` steps in a fresh folder: (config, workdir)."""
+  from memjax.training import loop
+
+  cfg = load_config(spec)
+  cfg.train.update(progress=False, async_checkpoints=False, steps=steps, checkpoint_every=checkpoint_every)
+  workdir = tmp_path_factory.mktemp(spec.split(".")[0])
+  loop.run(cfg, str(workdir))
+  return cfg, workdir
+
+
 @pytest.fixture(scope="session")
 def trained_autoencoder(tmp_path_factory, data_cache):
   """A tiny transformer autoencoder trained for a few steps: (config, workdir)."""
-  from memjax.training import loop
-
-  cfg = load_config("autoencoder.py:tiny")
-  cfg.train.update(progress=False, async_checkpoints=False, steps=6, checkpoint_every=3)
-  workdir = tmp_path_factory.mktemp("autoencoder")
-  loop.run(cfg, str(workdir))
-  return cfg, workdir
+  return train_tiny(tmp_path_factory, "autoencoder.py:tiny", steps=6, checkpoint_every=3)

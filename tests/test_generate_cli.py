@@ -18,14 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def memory_run(tmp_path_factory, data_cache):
   """A tiny parallel memory model (4 chunks of 32 tokens) trained for 3 steps: its workdir."""
-  from conftest import load_config
-  from memjax.training import loop
+  from conftest import train_tiny
 
-  cfg = load_config("memory.py:tiny")
-  cfg.train.update(progress=False, async_checkpoints=False, steps=3, checkpoint_every=3)
-  workdir = tmp_path_factory.mktemp("memory_run")
-  loop.run(cfg, str(workdir))
-  return workdir
+  return train_tiny(tmp_path_factory, "memory.py:tiny", steps=3, checkpoint_every=3)[1]
 
 
 def generate(*args):

@@ -21,15 +21,7 @@ PAPER_BERT = {16: 0.402, 64: 0.116, 256: 0.066, 512: 0.0596}  # BERT-large token
 
 def trained(scale: str, n_ctx: int) -> dict[str, suite.RunSpec]:
   base = information.trained_runs(scale, FAMILY)
-  specs = {}
-  for key in ("clm", "autoencoder"):
-    spec = base[key]
-    if spec.cfg.data.n_ctx != n_ctx:
-      cfg = suite.ml_collections.ConfigDict(spec.cfg.to_dict())
-      cfg.data.n_ctx = n_ctx
-      spec = suite.RunSpec(f"{spec.name}_c{n_ctx}", cfg)
-    specs[key] = spec
-  return specs
+  return {key: suite.at_length(base[key], n_ctx) for key in ("clm", "autoencoder")}
 
 
 def probe_spec(scale: str, root: pathlib.Path, n_ctx: int, label: str, key: str, index: int) -> suite.RunSpec:

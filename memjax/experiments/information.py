@@ -127,12 +127,4 @@ def chunk_encoders(scale: str, family: str) -> dict[str, suite.RunSpec]:
   model's chunk length (the runs above where that is their context, as at tiny and cpu scale)."""
   trained = trained_runs(scale, family)
   chunk = suite.encoder_length(trained["memory_clm"].cfg)
-  specs = {}
-  for key in ("clm", "autoencoder"):
-    spec = trained[key]
-    if spec.cfg.data.n_ctx != chunk:
-      cfg = suite.ml_collections.ConfigDict(spec.cfg.to_dict())
-      cfg.data.n_ctx = chunk
-      spec = suite.RunSpec(f"{spec.name}_c{chunk}", cfg)
-    specs[key] = spec
-  return specs
+  return {key: suite.at_length(trained[key], chunk) for key in ("clm", "autoencoder")}

@@ -82,15 +82,9 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   runtime.tune()
-  import sys
-
-  from memjax.training import checkpoint
-
-  try:
+  with cli.user_errors("memjax.experiments.llm_probe"):
     n_ctxs = [int(n) for n in FLAGS.n_ctx]
     rows = probe(FLAGS.config, FLAGS.workdir, n_ctxs, FLAGS.tokens_per_batch)
-  except (ValueError, KeyError, FileNotFoundError, FileExistsError, checkpoint.CheckpointError) as error:
-    sys.exit(f"memjax.experiments.llm_probe: error: {error}")
   print(table(rows))
 
 

@@ -48,6 +48,16 @@ class RunSpec:
   cfg: ml_collections.ConfigDict
 
 
+def at_length(spec: RunSpec, n_ctx: int) -> RunSpec:
+  """`spec` trained on contexts of `n_ctx` tokens: itself where that is its length, else a run of its
+  own, named `<name>_c<n_ctx>`."""
+  if spec.cfg.data.n_ctx == n_ctx:
+    return spec
+  cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
+  cfg.data.n_ctx = n_ctx
+  return RunSpec(f"{spec.name}_c{n_ctx}", cfg)
+
+
 def check_scale(scale: str) -> None:
   if scale not in SCALES:
     raise ValueError(f"unknown scale {scale!r}; choose from {SCALES}")
@@ -366,12 +376,10 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   if "restart_stages" in cfg.objective:
     cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
   trainer = loop.Trainer(cfg)
-  mngr = checkpoint.manager(run_dir(root, spec.name) / encoders.CHECKPOINTS)
-  try:
-    target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
-    state = TrainState(**checkpoint.restore(mngr, mngr.latest_step(), target))
-  finally:
-    mngr.close()
+  target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
+  with checkpoint.latest(run_dir(root, spec.name) / encoders.CHECKPOINTS,
+                         f"run {spec.name} holds no checkpoint") as (mngr, step):
+    state = TrainState(**checkpoint.restore(mngr, step, target))
   return trainer.evaluate(state)
 
 

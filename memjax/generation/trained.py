@@ -48,14 +48,8 @@ def load(workdir: str) -> TrainedModel:
   target = checkpoint.abstract(target, jax.tree.map(lambda _: device, target))
   if not (root / encoders.CHECKPOINTS).is_dir():
     raise FileNotFoundError(f"{workdir} holds no checkpoint")
-  mngr = checkpoint.manager(root / encoders.CHECKPOINTS)
-  try:
-    step = mngr.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"{workdir} holds no checkpoint")
+  with checkpoint.latest(root / encoders.CHECKPOINTS, f"{workdir} holds no checkpoint") as (mngr, step):
     restored = checkpoint.restore(mngr, step, target)
-  finally:
-    mngr.close()
   params = merge_trees(restored["params"], restored.get("frozen") or {})
   return TrainedModel(cfg, nnx.merge(graphdef, params), tokenizer, step)
 

@@ -8,7 +8,8 @@ architecture (see memjax/training/encoders.py).
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import grain
 import jax
@@ -38,6 +39,19 @@ def manager(directory: epath.PathLike, *, every: int = 1, keep: int | None = Non
   handlers = {STATE: ocp.PyTreeCheckpointHandler(), DATA: grain.checkpoint.CheckpointHandler()}
   return ocp.CheckpointManager(absolute(directory), options=options, item_names=items,
                                item_handlers={k: handlers[k] for k in items})
+
+
+@contextlib.contextmanager
+def latest(directory: epath.PathLike, missing: str) -> Iterator[tuple[ocp.CheckpointManager, int]]:
+  """A manager of `directory` (closed on exit) and its latest step; none -> FileNotFoundError(missing)."""
+  mngr = manager(directory)
+  try:
+    step = mngr.latest_step()
+    if step is None:
+      raise FileNotFoundError(missing)
+    yield mngr, step
+  finally:
+    mngr.close()
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: dict[str, Any], iterator: Any = None,

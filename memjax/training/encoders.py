@@ -73,12 +73,8 @@ def loaded_parts(cfg: Any) -> tuple[str, ...]:
 
 
 def latest_step(directory: epath.Path) -> int:
-  mngr = checkpoint.manager(directory)
-  step = mngr.latest_step()
-  mngr.close()
-  if step is None:
-    raise FileNotFoundError(f"{directory} holds no checkpoint")
-  return step
+  with checkpoint.latest(directory, f"{directory} holds no checkpoint") as (_, step):
+    return step
 
 
 def locate(path: str) -> EncoderSource:

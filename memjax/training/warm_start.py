@@ -29,17 +29,12 @@ def load(path: str, params: dict[str, Any], target: dict[str, Any], tokenizer_di
   tokenizer = Tokenizer.from_str((root / encoders.TOKENIZER_JSON).read_text())
   if tokenizers.digest(tokenizer) != tokenizer_digest:
     raise ValueError(f"train.init_from={path!r} was trained with a different tokenizer than this run's")
-  mngr = checkpoint.manager(root / encoders.CHECKPOINTS)
-  try:
-    step = mngr.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"train.init_from={path!r} holds no checkpoint")
+  missing = f"train.init_from={path!r} holds no checkpoint"
+  with checkpoint.latest(root / encoders.CHECKPOINTS, missing) as (mngr, step):
     stored = checkpoint.stored_shapes(mngr, step)
     groups = [key for key in params if any(name.startswith(f"params/{key}/") for name in stored)]
     if not groups:
       raise ValueError(f"train.init_from={path!r} holds none of this run's trainable parameter groups "
                        f"{sorted(params)}")
     restored = checkpoint.restore(mngr, step, {"params": {key: target[key] for key in groups}})
-  finally:
-    mngr.close()
   return params | restored["params"]
