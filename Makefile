@@ -34,7 +34,7 @@ demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet -e '.[test,parity]'
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .

@@ -4,6 +4,13 @@ import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# A persistent compilation cache: the tests build the same tiny models again and again (also in the
+# processes they start, which inherit it), and a cache hit skips XLA's compile. A run computes the
+# same numbers with or without it. Locked (filelock), so xdist workers share it; LRU-bounded.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    __import__("tempfile").gettempdir(), f"memjax-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
 import pathlib  # noqa: E402
 

@@ -10,6 +10,10 @@ import pytest
 from memjax import reproduce
 from memjax.experiments import suite
 
+# One xdist worker runs every test here: the session fixture below trains ~40 tiny runs, and each
+# worker would otherwise train them all again.
+pytestmark = pytest.mark.xdist_group("reproduce")
+
 
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory, data_cache):
