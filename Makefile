@@ -32,9 +32,10 @@ demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .
 	$(PY) -P -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
 
+# -n 3 on 2 cores: a third worker fills the time another waits on a subprocess, a file or a lock.
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet -e '.[test,parity]'
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 3 --dist loadgroup
 
 bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .

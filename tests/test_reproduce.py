@@ -10,8 +10,8 @@ import pytest
 from memjax import reproduce
 from memjax.experiments import suite
 
-# One xdist worker runs every test here: the session fixture below trains ~40 tiny runs, and each
-# worker would otherwise train them all again.
+# One xdist worker runs every test here (--dist loadgroup): the session fixture below trains ~40
+# tiny runs, which the other workers need not wait for.
 pytestmark = pytest.mark.xdist_group("reproduce")
 
 
@@ -20,12 +20,19 @@ def reproduced(tmp_path_factory, data_cache):
   """Every experiment at tiny scale in one workdir (runs shared between experiments train once)."""
   import os
 
-  # MEMJAX_REPRODUCE_ROOT: reuse (and complete) the runs of an earlier tiny workdir
-  root = pathlib.Path(os.environ.get("MEMJAX_REPRODUCE_ROOT") or tmp_path_factory.mktemp("reproduce"))
+  import filelock
+
+  # One folder for the whole test session, shared by xdist workers: a worker may set this fixture up
+  # more than once (xdist tears session fixtures down when its queue runs dry), and finished runs
+  # are then read back, not trained again. MEMJAX_REPRODUCE_ROOT: reuse an earlier tiny workdir.
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  root = pathlib.Path(os.environ.get("MEMJAX_REPRODUCE_ROOT") or shared / "reproduce")
   summaries = {}
-  for name in reproduce.EXPERIMENTS:
-    experiment = reproduce.experiment(name)
-    summaries[name] = suite.run_experiment(experiment, "tiny", root, progress=False)
+  with filelock.FileLock(str(shared / "reproduce.lock")):
+    for name in reproduce.EXPERIMENTS:
+      experiment = reproduce.experiment(name)
+      summaries[name] = suite.run_experiment(experiment, "tiny", root, progress=False)
   return root, summaries
 
 
