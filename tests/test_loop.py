@@ -71,6 +71,20 @@ def test_a_workdir_of_another_config_is_refused_untouched(tiny, trained_autoenco
   assert snapshot(workdir) == before
 
 
+def test_a_run_resumes_after_memjax_gained_an_option_only_at_its_default(tiny):
+  import json
+
+  saved = json.loads(tiny("memory.py:tiny").to_json_best_effort())
+  del saved["objective"]["extra_terms"], saved["encoder"]["frozen_scope"]  # a run from before both
+  current = tiny("memory.py:tiny")
+  assert loop.config_differences(saved, json.loads(current.to_json_best_effort())) == []
+  assert loop.added_at_default(saved, json.loads(current.to_json_best_effort())) == [
+      "encoder.frozen_scope", "objective.extra_terms"]
+  current.objective.extra_terms = "pkg.losses:z"
+  assert loop.config_differences(saved, json.loads(current.to_json_best_effort())) == [
+      "objective.extra_terms: workdir has None, config has 'pkg.losses:z'"]
+
+
 def test_checkpoints_without_a_config_are_refused(tiny, tmp_path):
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
   with pytest.raises(ValueError, match="no config.json"):

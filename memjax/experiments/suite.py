@@ -184,32 +184,19 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
 
 def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
   """Refuses a finished run trained with a different config. Keys its config.json lacks (options
-  added to memjax after it was trained) are listed but accepted when they hold their default; a
-  run to resume must match exactly (loop.check_workdir)."""
+  added to memjax after it was trained) are accepted when they hold their default, as when a run is
+  resumed (loop.config_differences)."""
   from memjax.training import encoders, loop
 
-  saved = loop._flatten(json.loads((directory / encoders.CONFIG_JSON).read_text()))
-  current = loop._flatten(json.loads(cfg.to_json_best_effort()))
-  added = {key: value for key, value in current.items() if key not in saved}
-  defaults = loop._flatten(json.loads(_defaults(cfg).to_json_best_effort()))
-  changed = {key for key, value in added.items() if defaults.get(key, object()) != value}
-  differences = loop.config_differences({k: v for k, v in saved.items()},
-                                        {k: v for k, v in current.items() if k not in added})
-  if differences or changed:
+  saved = json.loads((directory / encoders.CONFIG_JSON).read_text())
+  current = json.loads(cfg.to_json_best_effort())
+  differences = loop.config_differences(saved, current)
+  if differences:
     raise ValueError(f"{directory} holds a run with a different config; use a new workdir:\n  "
-                     + "\n  ".join(differences + [f"{k}: not in the run, config has {added[k]!r}"
-                                                    for k in sorted(changed)]))
+                     + "\n  ".join(differences))
+  added = loop.added_at_default(saved, current)
   if added:
-    print(f"  ({directory.name}: trained before the options {sorted(added)} existed; their defaults apply)")
-
-
-def _defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The sections memjax.config builds for every task, at their defaults (for check_finished)."""
-  size = mc.SIZES["tiny"]
-  return ml_collections.ConfigDict({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
-                                    "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
-                                    "encoder": mc.encoder(size, "mixer").to_dict(),
-                                    "decoder": mc.decoder(size, "mixer").to_dict()})
+    print(f"  ({directory.name}: trained before the options {added} existed; their defaults apply)")
 
 
 def curve(root: pathlib.Path, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:

@@ -20,6 +20,7 @@ from etils import epath
 from flax import nnx
 from tqdm.auto import tqdm
 
+from memjax import config as mc
 from memjax import data as data_lib
 from memjax import fs, models
 from memjax.metrics import information
@@ -50,12 +51,30 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
+def _defaults() -> dict[str, Any]:
+  """The sections memjax.config builds for every task, at their defaults, flattened."""
+  size = mc.SIZES["tiny"]
+  return _flatten({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
+                   "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
+                   "encoder": mc.encoder(size, "mixer").to_dict(),
+                   "decoder": mc.decoder(size, "mixer").to_dict()})
+
+
+def added_at_default(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Keys the saved config lacks (options added to memjax after it was written) that hold their
+  default in the current one: the run behaves as it did, so they are no difference."""
+  a, b, defaults = _flatten(saved), _flatten(current), _defaults()
+  return sorted(key for key in set(b) - set(a) if key in defaults and defaults[key] == b[key])
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Keys whose values differ between two configs, except those a resumed run may change."""
+  """Keys whose values differ between two configs, except those a resumed run may change and
+  options added later that hold their default."""
   a, b = _flatten(saved), _flatten(current)
+  added = set(added_at_default(saved, current))
   return [f"{key}: workdir has {a.get(key)!r}, config has {b.get(key)!r}"
           for key in sorted(set(a) | set(b))
-          if a.get(key) != b.get(key) and not any(s in key for s in RESUMABLE_KEYS)]
+          if a.get(key) != b.get(key) and key not in added and not any(s in key for s in RESUMABLE_KEYS)]
 
 
 def check_workdir(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
