@@ -112,14 +112,19 @@ def train_steps(workdir: pathlib.Path) -> list[int]:
   return steps
 
 
-def wait_for_step(children: Children, workdir: pathlib.Path, step: int, timeout: float) -> int:
-  """Waits until process 0 logged a training step >= `step` (while every child runs); returns it."""
+def wait_for_step(children: Children, workdir: pathlib.Path, step: int, timeout: float,
+                  procs: list[subprocess.Popen] | None = None) -> int:
+  """Waits until process 0 logged a training step >= `step` while the run's processes (`procs`,
+  default every child) run; returns it. Another child may finish meanwhile (a reference run on
+  warm compilation caches), but not fail."""
   deadline = time.monotonic() + timeout
+  watched = children.procs if procs is None else procs
   while time.monotonic() < deadline:
     done = train_steps(workdir)
     if done and done[-1] >= step:
       return done[-1]
-    if any(proc.poll() is not None for proc in children.procs):
+    if any(proc.poll() is not None for proc in watched) or any(
+        proc.poll() not in (None, 0) for proc in children.procs):
       raise AssertionError(f"a child exited before step {step}\n{children.tails()}")
     time.sleep(0.02)
   raise AssertionError(f"step {step} not reached in {timeout} s\n{children.tails()}")

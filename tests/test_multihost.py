@@ -61,7 +61,7 @@ def test_two_processes_preempted_and_resumed_train_like_one(prepared):
   with launching.Children(prepared / "logs") as children:
     one = children.start("one", launching.command(reference, SPEC, **OVERRIDES), launching.environment(4))
     first = two_processes(children, workdir, launching.free_port(), launching.slurm, "slurm")
-    signalled = launching.wait_for_step(children, workdir, 3, TIMEOUT)
+    signalled = launching.wait_for_step(children, workdir, 3, TIMEOUT, first)
     os.kill(first[1].pid, signal.SIGTERM)
     assert children.finish(first, TIMEOUT) == [42, 42], children.tails()
     stopped = launching.train_steps(workdir)
