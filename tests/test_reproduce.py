@@ -150,6 +150,27 @@ def test_markdown_table_and_fraction_recovered_curve():
   assert frozen.fraction_curve(Ctx(), "frozen", "none", "trainable") == [(10, 0.5), (20, 0.5)]
 
 
+def test_unigram_floor_by_hand():
+  import numpy as np
+
+  # vocabulary 4; training counts 0:1, 1:4, 2:1, 3:0, add-one smoothed: 2, 5, 2, 1 of 10
+  train = np.array([0, 1, 1, 1, 1, 2])
+  batches = [{"tokens": np.array([[1, 2, 3]]), "mask": np.array([[1, 1, 0]])},  # the 3 is padding
+             {"tokens": np.array([[1, 0]]), "mask": np.array([[1, 1]])}]
+  floor = suite.unigram_floor(train, batches, vocab_size=4)
+  assert floor["tokens"] == 4
+  assert floor["token_accuracy"] == pytest.approx(2 / 4)  # the 1s are predicted, the 2 and 0 are not
+  expected = -(2 * math.log(0.5) + math.log(0.2) + math.log(0.2)) / 4
+  assert floor["cross_entropy"] == pytest.approx(expected)
+
+
+def test_information_reports_the_unigram_floor(reproduced):
+  floor = reproduced[1]["information"]["unigram_floor"]
+  for family in suite.FAMILIES:
+    assert 0 < floor[family]["token_accuracy"] < 1 and floor[family]["cross_entropy"] > 0
+  assert "unigram floor" in reproduced[1]["information"]["table"]
+
+
 def test_cli_names_bad_input(capsys):
   for argv, message in ((["nonsense"], "unknown experiment"), (["memory", "--scale=huge"], "invalid choice"),
                         (["memory", "--dry-run"], "--scale=paper"),

@@ -94,6 +94,11 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   for family in suite.FAMILIES:
     by = {r["encoder"]: r for r in rows if r["family"] == family}
     ratios[family] = by["Autoencoder"]["token_accuracy"] / max(by["Causal LM"]["token_accuracy"], 1e-9)
+  # The floor a probe reaches from no information (unigram frequencies), on its own eval batches.
+  floor = {family: suite.probe_floor(ctx.specs[probe_name(family, "Untrained")]) for family in suite.FAMILIES}
+  for family in suite.FAMILIES:
+    table_rows.append([family, "(unigram floor: no information)", floor[family]["cross_entropy"], None,
+                       floor[family]["token_accuracy"], None, None, None])
   table = suite.markdown_table(
       ["family", "encoder", "CE", "I_e", "token acc.", "paper CE", "paper I_e", "paper acc."],
       table_rows)
@@ -108,11 +113,14 @@ def report(ctx: suite.Context) -> dict[str, Any]:
     family_rows = [r for r in rows if r["family"] == family]
     suite.plot_bars(ax, [r["encoder"] for r in family_rows], [r["token_accuracy"] for r in family_rows],
                     title=f"{family}: probe token accuracy", ylabel="held-out token accuracy")
+    ax.axhline(floor[family]["token_accuracy"], color="gray", linestyle="--", linewidth=1,
+               label="unigram floor (no information)")
+    ax.legend(fontsize=7, loc="upper left")
   suite.plot_curves(axes[2], {f"{family} {label}": ctx.curve(probe_name(family, label),
                                                               "reconstruction/loss")
                               for family in suite.FAMILIES for label, _, _ in ENCODERS},
                     title="probe eval loss", ylabel="cross-entropy (nats)")
-  return {"rows": rows, "autoencoder_to_causal_accuracy": ratios, "table": table,
+  return {"rows": rows, "unigram_floor": floor, "autoencoder_to_causal_accuracy": ratios, "table": table,
           "figures": [suite.save(fig, ctx.out / "information.png")],
           "trained_models": {ctx.specs[name].name: ctx.eval(name) for family in suite.FAMILIES
                              for name in (f"{family}_clm", f"{family}_autoencoder",

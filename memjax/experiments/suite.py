@@ -233,6 +233,37 @@ def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
                    "bits_per_byte": metrics["reconstruction/bits_per_byte"]}
 
 
+def unigram_floor(train_tokens, eval_batches: Iterable[dict[str, Any]], vocab_size: int) -> dict[str, float]:
+  """What a probe decoder scores with no information from the embedding: each held-out token
+  predicted from the training split's unigram frequencies (top-1 accuracy; cross-entropy of the
+  add-one-smoothed unigram distribution), over the masked tokens of the probe's own eval batches."""
+  import numpy as np
+
+  counts = np.bincount(np.asarray(train_tokens).ravel(), minlength=vocab_size)[:vocab_size] + 1.0
+  log_p = np.log(counts / counts.sum())
+  hits = nll = total = 0.0
+  for batch in eval_batches:
+    tokens, mask = np.asarray(batch["tokens"]), np.asarray(batch["mask"]).astype(bool)
+    hits += np.sum((tokens == np.argmax(counts)) & mask)
+    nll -= np.sum(np.where(mask, log_p[np.clip(tokens, 0, vocab_size - 1)], 0.0))
+    total += mask.sum()
+  return {"token_accuracy": float(hits / max(total, 1)), "cross_entropy": float(nll / max(total, 1)),
+          "tokens": float(total)}
+
+
+def probe_floor(spec: RunSpec) -> dict[str, float]:
+  """unigram_floor on the held-out batches a probe run evaluates (train.eval_batches of them)."""
+  import itertools
+
+  from memjax import data as data_lib
+
+  cfg = spec.cfg
+  data = data_lib.prepare(cfg.data)
+  batches = data_lib.batches(data, cfg.data, split="eval", batch_size=cfg.train.batch_size)
+  return unigram_floor(data.train.tokens, itertools.islice(batches, cfg.train.eval_batches),
+                       data.tokenizer.get_vocab_size())
+
+
 # ------------------------------------------------------------------------------ tables
 
 
