@@ -164,6 +164,12 @@ def test_unigram_floor_by_hand():
   assert floor["cross_entropy"] == pytest.approx(expected)
 
 
+def test_memory_advantage_note_warns_only_on_a_tiny_denominator():
+  assert "means nothing" not in suite.memory_advantage_note({"mixer": 0.31, "transformer": -0.2})
+  note = suite.memory_advantage_note({"mixer": 0.31, "transformer": 0.013})
+  assert "transformer +0.013" in note and "means nothing" in note
+
+
 def test_information_reports_the_unigram_floor(reproduced):
   floor = reproduced[1]["information"]["unigram_floor"]
   for family in suite.FAMILIES:

@@ -74,6 +74,10 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table = suite.markdown_table(["decoder", "memory", "eval CE", "fraction recovered (first eval)",
                                 "fraction recovered (end)", "train tokens/s", "paper (§5.6)"],
                                table_rows)
+  gains = {family: ctx.eval(family_runs(ctx.scale, family, ctx.root)["no memory"].name)["loss"]
+           - ctx.eval(family_runs(ctx.scale, family, ctx.root)["trainable encoder"].name)["loss"]
+           for family in suite.families(ctx.scale)}
+  table += "\n\n" + suite.memory_advantage_note(gains)
   fig, axes = suite.figure(2)
   suite.plot_curves(axes[0], curves, title="fraction of memory loss recovered",
                     ylabel="(L_none - L) / (L_none - L_trainable)")
@@ -82,7 +86,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                               for r, spec in zip(rows, [s for f in suite.families(ctx.scale)
                                                         for s in family_runs(ctx.scale, f, ctx.root).values()])},
                     title="eval loss", ylabel="cross-entropy (nats)")
-  return {"rows": rows, "fraction_curves": curves, "table": table,
+  return {"rows": rows, "fraction_curves": curves, "memory_advantage": gains, "table": table,
           "figures": [suite.save(fig, ctx.out / "frozen.png")]}
 
 

@@ -51,9 +51,6 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
           for _, kind, slots in VARIANTS]
 
 
-SMALL_GAIN = 0.05  # nats: below this a memory advantage is too small to divide by (seeds not repeated)
-
-
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
   for family in suite.families(ctx.scale):
@@ -75,11 +72,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   for family in suite.families(ctx.scale):
     gains[family] = (ctx.eval(run_name(family, "none", "fixed"))["loss"]
                      - ctx.eval(run_name(family, "parallel", "fixed"))["loss"])
-  table += ("\n\nMemory advantage (no memory minus parallel fixed-slot eval CE, nats): "
-            + ", ".join(f"{family} {gain:+.3f}" for family, gain in gains.items()))
-  if any(abs(gain) < SMALL_GAIN for gain in gains.values()):
-    table += (f" — below {SMALL_GAIN} nats the fraction recovered divides by a difference of the "
-              "order of the differences between the no-memory variants, and means nothing.")
+  table += "\n\n" + suite.memory_advantage_note(gains)
   fig, axes = suite.figure(3)
   for ax, family in zip(axes, suite.families(ctx.scale)):
     suite.plot_curves(ax, {label: ctx.curve(run_name(family, kind, slots), "loss")

@@ -233,6 +233,20 @@ def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
                    "bits_per_byte": metrics["reconstruction/bits_per_byte"]}
 
 
+SMALL_GAIN = 0.05  # nats: below this a memory advantage is too small to divide by (seeds not repeated)
+
+
+def memory_advantage_note(gains: dict[str, float]) -> str:
+  """A line under a table of fractions of memory loss recovered: each family's memory advantage
+  (no memory minus trainable memory, eval CE), and a warning where it is too small to divide by."""
+  note = ("Memory advantage (no memory minus trainable-encoder memory model, eval CE, nats): "
+          + ", ".join(f"{family} {gain:+.3f}" for family, gain in gains.items()))
+  if any(abs(gain) < SMALL_GAIN for gain in gains.values()):
+    note += (f" — below {SMALL_GAIN} nats, fractions recovered divide by a difference too small to "
+             "read (one seed per run) and mean nothing.")
+  return note
+
+
 def unigram_floor(train_tokens, eval_batches: Iterable[dict[str, Any]], vocab_size: int) -> dict[str, float]:
   """What a probe decoder scores with no information from the embedding: each held-out token
   predicted from the training split's unigram frequencies (top-1 accuracy; cross-entropy of the
