@@ -123,7 +123,8 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: dict[s
   check_architecture(source, expected, path)
   if source.tokenizer_digest != tokenizer_digest:
     raise ValueError(f"the encoder in {path} was trained with a different tokenizer than this run's; "
-                     f"set data.tokenizer={path}/{TOKENIZER_JSON}")
+                     f"set data.tokenizer={path}/{TOKENIZER_JSON}, or retrain that encoder (a run "
+                     "trained before its corpus or tokenizer settings changed: delete its folder)")
   request: dict[str, Any] = {}
   for part, leaves in target.items():
     request.setdefault(source.subtree(part), {"encoder": {}})["encoder"][part] = leaves
