@@ -55,10 +55,11 @@ def fraction_curve(ctx: suite.Context, name: str, none: str, trainable: str) -> 
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
-  rows, table_rows, curves = [], [], {}
+  rows, table_rows, curves, gains = [], [], {}, {}
   for family in suite.families(ctx.scale):
     runs = family_runs(ctx.scale, family, ctx.root)
     none, trainable = runs["no memory"].name, runs["trainable encoder"].name
+    gains[family] = ctx.eval(none)["loss"] - ctx.eval(trainable)["loss"]
     for label, spec in runs.items():
       loss = ctx.eval(spec.name)["loss"]
       fractions = fraction_curve(ctx, spec.name, none, trainable)
@@ -74,9 +75,6 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table = suite.markdown_table(["decoder", "memory", "eval CE", "fraction recovered (first eval)",
                                 "fraction recovered (end)", "train tokens/s", "paper (§5.6)"],
                                table_rows)
-  gains = {family: ctx.eval(family_runs(ctx.scale, family, ctx.root)["no memory"].name)["loss"]
-           - ctx.eval(family_runs(ctx.scale, family, ctx.root)["trainable encoder"].name)["loss"]
-           for family in suite.families(ctx.scale)}
   table += "\n\n" + suite.memory_advantage_note(gains)
   fig, axes = suite.figure(2)
   suite.plot_curves(axes[0], curves, title="fraction of memory loss recovered",

@@ -52,10 +52,11 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
-  rows, table_rows = [], []
+  rows, table_rows, gains = [], [], {}
   for family in suite.families(ctx.scale):
     none = ctx.eval(run_name(family, "none", "fixed"))["loss"]
     parallel = ctx.eval(run_name(family, "parallel", "fixed"))["loss"]
+    gains[family] = none - parallel
     for label, kind, slots in VARIANTS:
       name = run_name(family, kind, slots)
       metrics = ctx.eval(name)
@@ -68,10 +69,6 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                          row["fraction_recovered"], PAPER[label]])
   table = suite.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
                                 "fraction of memory loss recovered", "paper (§5.5)"], table_rows)
-  gains = {}
-  for family in suite.families(ctx.scale):
-    gains[family] = (ctx.eval(run_name(family, "none", "fixed"))["loss"]
-                     - ctx.eval(run_name(family, "parallel", "fixed"))["loss"])
   table += "\n\n" + suite.memory_advantage_note(gains)
   fig, axes = suite.figure(3)
   for ax, family in zip(axes, suite.families(ctx.scale)):

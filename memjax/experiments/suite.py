@@ -254,11 +254,11 @@ def unigram_floor(train_tokens, eval_batches: Iterable[dict[str, Any]], vocab_si
   import numpy as np
 
   counts = np.bincount(np.asarray(train_tokens).ravel(), minlength=vocab_size)[:vocab_size] + 1.0
-  log_p = np.log(counts / counts.sum())
+  log_p, most_frequent = np.log(counts / counts.sum()), np.argmax(counts)
   hits = nll = total = 0.0
   for batch in eval_batches:
     tokens, mask = np.asarray(batch["tokens"]), np.asarray(batch["mask"]).astype(bool)
-    hits += np.sum((tokens == np.argmax(counts)) & mask)
+    hits += np.sum((tokens == most_frequent) & mask)
     nll -= np.sum(np.where(mask, log_p[np.clip(tokens, 0, vocab_size - 1)], 0.0))
     total += mask.sum()
   return {"token_accuracy": float(hits / max(total, 1)), "cross_entropy": float(nll / max(total, 1)),
