@@ -13,7 +13,7 @@ from typing import Any
 
 from memjax.experiments import information, suite
 
-LENGTHS = {"tiny": (16, 32), "cpu": (8, 16, 32, 64), "paper": (16, 64, 256, 512)}
+LENGTHS = {"tiny": (16, 32), "cpu": (4, 8, 16, 32), "paper": (16, 64, 256, 512)}
 FAMILY = "mixer"
 ENCODERS = (("Causal LM", "clm", -2), ("Autoencoder", "autoencoder", -1))
 PAPER_BERT = {16: 0.402, 64: 0.116, 256: 0.066, 512: 0.0596}  # BERT-large token accuracy (§5.2)

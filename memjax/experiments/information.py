@@ -37,10 +37,10 @@ PAPER = {
 
 STEPS = {
     "clm": {"tiny": 2, "cpu": 500, "paper": 200_000},
-    "autoencoder": {"tiny": 2, "cpu": 2000, "paper": 200_000},
+    "autoencoder": {"tiny": 2, "cpu": 1000, "paper": 200_000},
     "memory": {"tiny": 2, "cpu": 400, "paper": 200_000},
-    "combined": {"tiny": 2, "cpu": 400, "paper": 100_000},
-    "probe": {"tiny": 2, "cpu": 400, "paper": 200_000},
+    "combined": {"tiny": 2, "cpu": 200, "paper": 100_000},
+    "probe": {"tiny": 2, "cpu": 200, "paper": 200_000},
 }
 CPU_MEMORY_BATCH = 16  # 16 x 128 tokens: a CLM batch's 2048 tokens per step
 

@@ -179,6 +179,7 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
     results[spec.name] = loop.run(spec.cfg, str(directory))
     results[spec.name]["seconds"] = time.perf_counter() - start
     finished.write_text(json.dumps(results[spec.name], indent=2))
+    results[spec.name] = results[spec.name] | {"trained_now": True}
   return results
 
 
@@ -383,10 +384,13 @@ def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path,
   out.mkdir(parents=True, exist_ok=True)
   context = Context(scale, root, out, {s.name: s for s in specs}, results)
   summary = experiment.report(context)
-  trained = sum(r.get("seconds", 0.0) for r in results.values())
+  trained = sum(r.get("seconds", 0.0) for r in results.values() if r.get("trained_now"))
   summary |= {"experiment": experiment.name, "scale": scale,
               "minutes": (time.perf_counter() - start) / 60,
               "training_minutes_this_call": trained / 60,
+              # what the experiment costs from an empty workdir: every run's own training time,
+              # whichever call trained it (runs shared with other experiments included)
+              "training_minutes_all_runs": sum(r.get("seconds", 0.0) for r in results.values()) / 60,
               "runs": {name: {"step": r["step"], "eval": r["eval"], "seconds": r.get("seconds")}
                        for name, r in results.items()}}
   (out / "results.json").write_text(json.dumps(summary, indent=2))
