@@ -6,10 +6,11 @@
 
 NAME is one of EXPERIMENTS (or `all`). Every experiment is a set of ordinary memjax runs in
 DIR/runs/<run> (resumable: run the command again after an interruption; runs shared between
-experiments train once; DIR/compile_cache keeps their compiled steps) and a report in DIR/NAME/: results.json, results.md (the table beside the
-paper's numbers) and PNG figures. `--dry-run` trains nothing: it builds every run abstractly and
-prints its parameters, FLOPs per token, tokens to train, compiled per-device memory of one train step
-on a mesh of --devices devices, and accelerator-hours at the stated MFU (see memjax/experiments/dryrun.py).
+experiments train once; DIR/compile_cache keeps their compiled steps) and a report in DIR/NAME/:
+results.json, results.md (the table beside the paper's numbers) and PNG figures. `--dry-run` trains
+nothing: it builds every run abstractly and prints its parameters, FLOPs per token, tokens to train,
+compiled per-device memory of one train step on a mesh of --devices devices, and accelerator-hours at
+the stated MFU (see memjax/experiments/dryrun.py).
 """
 
 from __future__ import annotations

@@ -74,6 +74,19 @@ def test_runs_are_shared_between_experiments_and_probes_read_the_right_encoders(
   assert memory_probe["data"]["n_ctx"] == memory_run["data"]["n_ctx"] // memory_run["memory"]["chunks"]
 
 
+def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):
+  """`training_minutes_all_runs` (an experiment's cost from an empty workdir) sums each of its runs'
+  recorded training time, shared runs included; `training_minutes_this_call` leaves out runs read
+  back, e.g. copy's frozen encoders, trained by the information experiment before it."""
+  root, summaries = reproduced
+  copy = summaries["copy"]
+  seconds = {run: json.loads((root / suite.RUNS / run / "results.json").read_text())["seconds"]
+             for run in copy["runs"]}
+  assert copy["training_minutes_all_runs"] == pytest.approx(sum(seconds.values()) / 60)
+  shared = seconds["mixer_clm"] + seconds["mixer_autoencoder"]
+  assert copy["training_minutes_this_call"] <= copy["training_minutes_all_runs"] - shared / 60 + 1e-9
+
+
 def test_chained_stages_start_from_the_previous_stage(reproduced):
   """The curriculum's copy stage and its negative control start from the blank-copy run's decoder."""
   import numpy as np

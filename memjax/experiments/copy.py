@@ -28,6 +28,7 @@ def families(scale: str) -> tuple[str, ...]:
   holds one family's eight runs and the paper finds that mixers learn to read memories first."""
   return suite.FAMILIES if scale == "paper" else ("mixer",)
 
+
 # (label, run suffix, paper's finding)
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("trainable encoder, copy", "copy_trainable", "learns to copy"),

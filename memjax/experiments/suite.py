@@ -319,7 +319,9 @@ def plot_curves(ax, series: dict[str, list[tuple[int, float]]], *, title: str, x
   ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
   if log_y:
     ax.set_yscale("log")
-  if series:
+  if len(series) > 6:  # a legend that long would cover the curves: below the panel instead
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+  elif series:
     ax.legend(fontsize=8)
 
 
@@ -337,7 +339,7 @@ def save(fig, path: pathlib.Path) -> str:
   import matplotlib.pyplot as plt
 
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  fig.savefig(path, dpi=90, bbox_inches="tight")  # legends placed below a panel included
   plt.close(fig)
   return path.name
 
