@@ -41,10 +41,10 @@ STEPS = {
     "clm": {"tiny": 2, "cpu": 500, "paper": 200_000},
     "autoencoder": {"tiny": 2, "cpu": 1000, "paper": 200_000},
     "memory": {"tiny": 2, "cpu": 400, "paper": 200_000},
-    "combined": {"tiny": 2, "cpu": 200, "paper": 100_000},
-    "probe": {"tiny": 2, "cpu": 200, "paper": 200_000},
+    "combined": {"tiny": 2, "cpu": 300, "paper": 100_000},
+    "probe": {"tiny": 2, "cpu": 300, "paper": 200_000},
 }
-CPU_MEMORY_BATCH = 16  # 16 x 128 tokens: a CLM batch's 2048 tokens per step
+CPU_MEMORY_BATCH = 16  # 16 x 64 tokens (4 chunks of 16): a CLM batch's 1024 tokens per step
 
 
 def trained_runs(scale: str, family: str) -> dict[str, suite.RunSpec]:

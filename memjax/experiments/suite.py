@@ -31,6 +31,10 @@ ARCH_KEYS = ("family", "d_model", "n_layers", "n_heads", "n_kv_heads", "mlp_dim"
              "norm_eps", "mixer_kernel", "mixer_heads")
 CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
 CPU_MIXER_KERNEL = 8
+# Tokens per window (per memory-model chunk) at cpu scale: the `small` preset's 32 halved, so that
+# a transformer autoencoder learns in 1000 steps (26 % of tokens at 16, 12 % at 32) and each
+# experiment trains in at most 20 minutes on 2 cores (docs/results.md).
+CPU_N_CTX = 16
 
 
 def configs_dir() -> pathlib.Path:
@@ -71,7 +75,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'), trained for `steps`.
 
   `steps` is one number or a dict by scale ({'tiny': 4, 'cpu': 800, 'paper': 200_000}). At `cpu`
-  scale mixers use kernel 8 and lr 5e-3, as the headline does.
+  scale mixers use kernel 8 and lr 5e-3, as the headline does, and windows (memory chunks) are
+  CPU_N_CTX tokens.
   """
   check_scale(scale)
   arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
@@ -85,6 +90,7 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   elif scale == "cpu":
     cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
                      checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
+    cfg.data.n_ctx = CPU_N_CTX * (cfg.memory.chunks if "memory" in cfg else 1)
     if any(t.family == "mixer" for t in towers(cfg)):
       cfg.train.lr = CPU_MIXER_LR
     for tower in towers(cfg):
