@@ -87,6 +87,20 @@ def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):
   assert copy["training_minutes_this_call"] <= copy["training_minutes_all_runs"] - shared / 60 + 1e-9
 
 
+def test_cpu_scale_windows_let_memory_models_reuse_the_information_encoders():
+  """At cpu scale a memory model's chunk is the causal LMs' and autoencoders' window, so the frozen
+  encoders of `copy` and `frozen` are the information experiment's runs, not runs of their own."""
+  from memjax.experiments import information
+
+  for family in suite.FAMILIES:
+    trained = information.trained_runs("cpu", family)
+    memory = trained["memory_clm"].cfg
+    assert memory.data.n_ctx == memory.memory.chunks * suite.CPU_N_CTX
+    assert {key: spec.name for key, spec in information.chunk_encoders("cpu", family).items()} == {
+        "clm": f"{family}_clm", "autoencoder": f"{family}_autoencoder"}
+    assert trained["autoencoder"].cfg.data.n_ctx == suite.CPU_N_CTX
+
+
 def test_chained_stages_start_from_the_previous_stage(reproduced):
   """The curriculum's copy stage and its negative control start from the blank-copy run's decoder."""
   import numpy as np
@@ -180,7 +194,7 @@ def test_unigram_floor_by_hand():
 def test_memory_advantage_note_warns_only_on_a_tiny_denominator():
   assert "mean nothing" not in suite.memory_advantage_note({"mixer": 0.31, "transformer": -0.2})
   note = suite.memory_advantage_note({"mixer": 0.31, "transformer": 0.013})
-  assert "transformer +0.013" in note and "mean nothing" in note
+  assert "transformer +0.013" in note and "(transformer)" in note and "mean nothing" in note
 
 
 def test_information_reports_the_unigram_floor(reproduced):

@@ -106,8 +106,8 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       table_rows)
   scopes = sorted({ctx.specs[probe_name(f, label)].cfg.encoder.get("frozen_scope", "all")
                    for f in suite.FAMILIES for label, _, _ in ENCODERS})
-  table += (f"\n\nProbes freeze the encoder's {' / '.join(scopes)} ('all': its token embedding and "
-            "blocks; 'blocks': a fresh trainable embedding in front of frozen blocks, as the paper).")
+  table += (f"\n\nFrozen in the probes: {' / '.join(scopes)} ('all': the encoder's token embedding and "
+            "blocks; 'blocks': its blocks, behind a fresh trainable embedding, as the paper).")
   table += "\n\nAutoencoder / causal LM token accuracy: " + ", ".join(
       f"{family} {ratio:.1f}x" for family, ratio in ratios.items())
   fig, axes = suite.figure(3)

@@ -248,9 +248,10 @@ def memory_advantage_note(gains: dict[str, float]) -> str:
   (no memory minus trainable memory, eval CE), and a warning where it is too small to divide by."""
   note = ("Memory advantage (no memory minus trainable-encoder memory model, eval CE, nats): "
           + ", ".join(f"{family} {gain:+.3f}" for family, gain in gains.items()))
-  if any(abs(gain) < SMALL_GAIN for gain in gains.values()):
-    note += (f" — below {SMALL_GAIN} nats, fractions recovered divide by a difference too small to "
-             "read (one seed per run) and mean nothing.")
+  small = [family for family, gain in gains.items() if abs(gain) < SMALL_GAIN]
+  if small:
+    note += (f". Under {SMALL_GAIN} nats ({', '.join(small)}), the fractions recovered divide by a "
+             "difference too small to read (one seed per run) and mean nothing.")
   return note
 
 
@@ -326,7 +327,7 @@ def plot_curves(ax, series: dict[str, list[tuple[int, float]]], *, title: str, x
   if log_y:
     ax.set_yscale("log")
   if len(series) > 6:  # a legend that long would cover the curves: below the panel instead
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
   elif series:
     ax.legend(fontsize=8)
 
