@@ -14,7 +14,7 @@ import pytest
 
 from memjax import api as mj
 from memjax.objectives import curriculum, lookup
-from memjax.training import loop
+from memjax.training import program
 from memjax.training.writers import read_metrics
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -177,7 +177,7 @@ def test_two_objectives_of_one_name_are_refused(tiny):
   with pytest.raises(ValueError, match="both named 'zclm'"):
     lookup.resolve_all(["a", "b"], cfg, special=SPECIAL, given=given)
   with pytest.raises(ValueError, match="objectives must be an Objective"):
-    loop.given_objectives("zclm")
+    program.given_objectives("zclm")
 
 
 def test_encoder_embedding_is_the_probed_embedding():

@@ -21,6 +21,11 @@ class SpecialIds:
   sep: int
 
 
+# The ids of memjax's own trained BPE (its special tokens come first, in this order).
+OWN_SPECIAL_IDS = SpecialIds(*(tokenizers.SPECIAL_TOKENS.index(t) for t in
+                               (tokenizers.PAD, tokenizers.EOS, tokenizers.BLANK, tokenizers.SEP)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
   """A tokenized source, split into training and held-out documents."""

@@ -6,32 +6,27 @@ everything it can (config, data, workdir, checkpoints) before it writes a single
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from etils import epath
-from flax import nnx
 from tqdm.auto import tqdm
 
 from memjax import config as mc
 from memjax import data as data_lib
-from memjax import fs, models
+from memjax import fs
 from memjax.metrics import information
-from memjax.objectives import Objective, curriculum, lookup
-from memjax.training import (checkpoint, encoders, memory_report, optim, preemption, pretrained,
-                             sharding, steps, validation, warm_start)
-from memjax.training.state import TrainState, split_frozen, split_model
+from memjax.objectives import curriculum
+from memjax.training import checkpoint, encoders, memory_report, preemption, sharding, steps, validation
+from memjax.training.program import Program
+from memjax.training.state import TrainState
 from memjax.training.writers import MetricWriter, drop_after
 
 RESULTS_JSON = "results.json"
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Config keys a resumed run may change: how long, how often and where, never what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
@@ -90,21 +85,6 @@ def check_workdir(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
                      "refusing to resume a run of unknown config")
 
 
-# ------------------------------------------------------------------------------ state
-
-
-def frozen_subtrees(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """Parameter paths kept frozen: 'encoder/embed' and/or 'encoder/stack' (encoder.frozen_scope)."""
-  return tuple(f"encoder/{part}" for part in encoders.frozen_parts(cfg)) if "encoder" in cfg else ()
-
-
-def _init_state(cfg: ml_collections.ConfigDict, tx) -> TrainState:
-  _, params = split_model(models.build_model(cfg, nnx.Rngs(cfg.seed)))
-  trainable, frozen = pretrained.adapters_only(*split_frozen(params, frozen_subtrees(cfg)), cfg)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=tx.init(trainable),
-                    rng=jax.random.PRNGKey(cfg.seed), frozen=frozen)
-
-
 # ------------------------------------------------------------------------------ evaluation
 
 
@@ -146,99 +126,27 @@ def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token
 # ------------------------------------------------------------------------------ the run
 
 
-def given_objectives(objectives: Any) -> dict[str, Any]:
-  """name -> Objective (or factory) from None, one Objective, a sequence of them, or a mapping."""
-  if objectives is None:
-    return {}
-  if isinstance(objectives, Mapping):
-    return dict(objectives)
-  if isinstance(objectives, Objective):
-    return {objectives.name: objectives}
-  if isinstance(objectives, (list, tuple)) and all(isinstance(o, Objective) for o in objectives):
-    return {o.name: o for o in objectives}
-  raise ValueError("objectives must be an Objective, a list of them, or a mapping of names to "
-                   f"Objectives or functions (cfg, special) -> Objective; got {type(objectives).__name__}")
-
-
 class Trainer:
-  """Everything a step needs, built (and checked) from the config: data, mesh, objectives, steps."""
+  """A run's Program (memjax/training/program.py) over its data: batches, initial state, evaluation."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, objectives: Any = None,
                devices: list[jax.Device] | None = None):
-    validation.check(cfg)
+    validation.check(cfg)  # before the data are prepared (a tokenizer may be trained)
     self.cfg = cfg
-    # Data and mesh (over `devices`, by default all of them).
     self.data = data_lib.prepare(cfg.data)
-    self.mesh = sharding.make_mesh(cfg.mesh, devices)
-    batch_shards = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
-    if cfg.train.batch_size % batch_shards:
-      raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by the "
-                       f"{batch_shards} data x fsdp shards of the mesh")
+    self.program = Program(cfg, sharding.make_mesh(cfg.mesh, devices), special=self.data.special,
+                           objectives=objectives)
+    self.mesh, self.stages, self.shardings = self.program.mesh, self.program.stages, self.program.shardings
     self.rows = sharding.process_rows(self.mesh, cfg.train.batch_size)  # this process's share
     self.train_batches = iter(data_lib.batches(
         self.data, cfg.data, split="train", batch_size=cfg.train.batch_size, seed=cfg.seed,
         rows=self.rows))
-    # Objectives and optimizers (one per stage when stages restart like fresh runs).
-    self.stages = curriculum.parse(cfg.objective.stages, cfg.train.steps)
-    special = self.data.special
-    special = dataclasses.replace(
-        special, blank=cfg.objective.blank_id if cfg.objective.blank_id >= 0 else special.blank,
-        sep=cfg.objective.copy_delimiter_id if cfg.objective.copy_delimiter_id >= 0 else special.sep)
-    self.objectives = lookup.resolve_all([s.objective for s in self.stages], cfg, special=special,
-                                         given=given_objectives(objectives))
-    self.restart_stages = bool(cfg.objective.get("restart_stages", False))
-    for stage in self.stages if self.restart_stages else ():
-      optim.schedule(cfg.train, stage.steps)  # refuse a stage shorter than its warmup now
-    self.tx = optim.optimizer(cfg.train, self.stages[0].steps if self.restart_stages else None)
-    self.learning_rate = optim.schedule(cfg.train)
-    if cfg.train.compute_dtype not in COMPUTE_DTYPES:
-      raise ValueError(f"train.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}")
-    self.compute_dtype = COMPUTE_DTYPES[cfg.train.compute_dtype]
-    # Model structure and state layout.
-    self.graphdef, _ = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
-    self.abstract_state = jax.eval_shape(self._init)
-    self.shardings = sharding.tree_shardings(self.abstract_state, self.mesh)
-    self._train_steps: dict[Any, steps.TrainStep] = {}
-    self._eval_steps: dict[str, steps.EvalStep] = {}
-
-  def _init(self) -> TrainState:
-    return _init_state(self.cfg, self.tx)
 
   def init_state(self) -> TrainState:
-    """A fresh state, created directly with its shardings; a pretrained encoder (encoder.checkpoint)
-    or decoder (decoder.checkpoint) is restored from its checkpoint instead of initialized, and
-    `train.init_from` warm-starts the parameters from another run."""
-    abstract = checkpoint.abstract(self.abstract_state, self.shardings)
-    state = pretrained.init_state(self._init, abstract, self.cfg, self.data.tokenizer_digest)
-    if self.cfg.train.get("init_from"):
-      target = checkpoint.abstract(state.params, self.shardings.params)
-      state = state.replace(params=warm_start.load(self.cfg.train.init_from, state.params, target,
-                                                   self.data.tokenizer_digest))
-    return state
-
-  def stage_optimizer(self, stage: curriculum.Stage) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The stage's optimizer and learning rate (of the step): the run's, or the stage's own."""
-    if not self.restart_stages:
-      return self.tx, self.learning_rate
-    lr = optim.schedule(self.cfg.train, stage.steps)
-    return optim.optimizer(self.cfg.train, stage.steps), lambda step: lr(step - stage.start)
+    return self.program.init_state(self.data.tokenizer_digest)
 
   def train_step(self, stage: curriculum.Stage | str) -> steps.TrainStep:
-    """The jitted train step of one stage (or of the first stage of an objective), compiled on first use."""
-    if isinstance(stage, str):
-      stage = next(s for s in self.stages if s.objective == stage)
-    key = stage if self.restart_stages else stage.objective
-    if key not in self._train_steps:
-      tx, learning_rate = self.stage_optimizer(stage)
-      step = steps.make_train_step(self.graphdef, self.objectives[stage.objective], tx,
-                                   learning_rate, self.compute_dtype)
-      self._train_steps[key] = steps.jit_train_step(step, self.shardings, self.mesh)
-    return self._train_steps[key]
-
-  def restart_optimizer(self, state: TrainState, stage: curriculum.Stage) -> TrainState:
-    """The state with a fresh optimizer state for `stage` (its first step, as a chained run)."""
-    init = jax.jit(self.stage_optimizer(stage)[0].init, out_shardings=self.shardings.opt_state)
-    return state.replace(opt_state=init(state.params))
+    return self.program.train_step(stage)
 
   def next_batch(self) -> dict[str, jax.Array]:
     return sharding.global_batch(next(self.train_batches), self.mesh)
@@ -246,17 +154,14 @@ class Trainer:
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Every objective of the run on (up to) `train.eval_batches` held-out batches."""
     cfg, results = self.cfg, {}
-    for objective in self.objectives.values():
-      name = objective.name
-      if name not in self._eval_steps:
-        step = steps.make_eval_step(self.graphdef, objective, self.compute_dtype)
-        self._eval_steps[name] = steps.jit_eval_step(step, self.shardings, self.mesh)
+    for name in self.program.objectives:
+      step = self.program.eval_step(name)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
                                  rows=self.rows)
-      metrics = [jax.device_get(self._eval_steps[name](state, sharding.global_batch(b, self.mesh)))
+      metrics = [jax.device_get(step(state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
-      prefix = f"{name}/" if len(self.objectives) > 1 else ""
+      prefix = f"{name}/" if len(self.program.objectives) > 1 else ""
       results |= {prefix + key: value for key, value in metrics.items()}
     return results
 
@@ -277,9 +182,7 @@ class Run:
     if latest is None:
       self.state = trainer.init_state()
     else:
-      target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
-      restored = checkpoint.restore(self.checkpoints, latest, target, trainer.train_batches)
-      self.state = TrainState(**restored)
+      self.state = trainer.program.restore(self.checkpoints, latest, trainer.train_batches)
 
   def _write_run_files(self) -> None:
     if jax.process_index() == 0:
@@ -311,8 +214,8 @@ class Run:
     try:
       for step in range(start, stop):
         stage = curriculum.stage_at(trainer.stages, step)
-        if trainer.restart_stages and step == stage.start > 0:
-          self.state = trainer.restart_optimizer(self.state, stage)
+        if trainer.program.restart_stages and step == stage.start > 0:
+          self.state = trainer.program.restart_optimizer(self.state, stage)
         train_step, batch = trainer.train_step(stage), trainer.next_batch()
         if step == start:
           self._report_memory(train_step, batch)
@@ -362,7 +265,7 @@ class Run:
 def run(cfg: ml_collections.ConfigDict, workdir: str, objectives: Any = None) -> dict[str, Any]:
   """Trains (or resumes) the run configured by `cfg` in `workdir`; returns its final evaluation.
 
-  `objectives`: user objectives the curriculum names (see `given_objectives`)."""
+  `objectives`: user objectives the curriculum names (see `program.given_objectives`)."""
   training = Run(cfg, workdir, objectives)
   try:
     return training.train()

@@ -33,19 +33,61 @@ def _loss_fn(graphdef: nnx.GraphDef, objective: Objective, compute_dtype: jnp.dt
 
 
 def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.GradientTransformation,
-                    learning_rate: optax.Schedule, compute_dtype: jnp.dtype = jnp.float32) -> TrainStep:
-  loss = _loss_fn(graphdef, objective, compute_dtype)
+                    learning_rate: optax.Schedule, compute_dtype: jnp.dtype = jnp.float32,
+                    microbatches: int = 1) -> TrainStep:
+  """One optimizer step; with `microbatches` > 1 the gradient is accumulated over that many slices
+  of the batch (activations of one slice alive at a time), then applied once."""
+  grad_fn = jax.value_and_grad(_loss_fn(graphdef, objective, compute_dtype), has_aux=True)
+
+  def gradients(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[Params, Metrics]:
+    if microbatches == 1:
+      (_, metrics), grads = grad_fn(state.params, state.frozen, batch, state.step, rng)
+      return grads, metrics
+
+    def accumulate(grads: Params, sliced: tuple[jax.Array, Batch]) -> tuple[Params, Metrics]:
+      index, micro = sliced
+      (_, metrics), micro_grads = grad_fn(state.params, state.frozen, micro, state.step,
+                                          jax.random.fold_in(rng, index))
+      return jax.tree.map(jnp.add, grads, micro_grads), metrics
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    grads, metrics_M = jax.lax.scan(accumulate, zeros,
+                                    (jnp.arange(microbatches), split_microbatches(batch, microbatches)))
+    return jax.tree.map(lambda g: g / microbatches, grads), combine_microbatches(metrics_M)
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     rng, step_rng = jax.random.split(state.rng)  # step_rng: the objective's randomness (batch['rng'])
-    (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params, state.frozen, batch,
-                                                                 state.step, step_rng)
+    grads, metrics = gradients(state, batch, step_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics |= {"grad_norm": optax.tree.norm(grads), "lr": learning_rate(state.step)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
 
   return train_step
+
+
+def split_microbatches(batch: Batch, microbatches: int) -> Batch:
+  """[B, ...] -> [M, B/M, ...], microbatch m holding rows m, m + M, m + 2M, ...: each data shard's
+  contiguous rows then split locally, every microbatch keeping its share on every shard."""
+  def split(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:]).swapaxes(0, 1)
+  return jax.tree.map(split, batch)
+
+
+def combine_microbatches(metrics_M: Metrics) -> Metrics:
+  """The batch's metrics from its microbatches' [M] metrics, as `loop.aggregate` combines eval
+  batches: counts summed, a term's loss and accuracy weighted by its counts, the rest averaged."""
+  combined = {}
+  for key, values in metrics_M.items():
+    term = key.rpartition("/")[0]
+    count = next((metrics_M[f"{term}/{c}"] for c in ("tokens", "examples") if f"{term}/{c}" in metrics_M), None)
+    if key.endswith(("/tokens", "/examples")):
+      combined[key] = values.sum()
+    elif key.endswith(("/loss", "/accuracy")) and count is not None:
+      combined[key] = (values * count).sum() / jnp.maximum(count.sum(), 1.0)
+    else:
+      combined[key] = values.mean()
+  return combined
 
 
 def make_eval_step(graphdef: nnx.GraphDef, objective: Objective,
