@@ -69,7 +69,7 @@ def architecture(size: dict[str, Any], family: str = "transformer", **overrides:
   return ml_collections.ConfigDict(dict(
       family=family, d_model=size["d_model"], n_layers=size["n_layers"], n_heads=size["n_heads"],
       n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=1, mixer_heads=0,
-      scan_layers=False) | overrides)
+      scan_layers=False, remat="none") | overrides)  # remat: none | dots | full (models/stack.py)
 
 
 def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.ConfigDict:
@@ -94,6 +94,7 @@ def train(size: dict[str, Any], **overrides: Any) -> ml_collections.ConfigDict:
       warmup_steps=size["warmup_steps"], schedule="linear",  # or 'cosine'; decays to 0
       weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8, clip_norm=1.0,
       compute_dtype="float32",  # or 'bfloat16' (parameters stay float32)
+      microbatches=1,  # gradient accumulation: the batch in this many slices, one update
       log_every=size["log_every"], eval_every=size["eval_every"], eval_batches=size["eval_batches"],
       checkpoint_every=size["checkpoint_every"], keep_checkpoints=3, async_checkpoints=True,
       progress=True,

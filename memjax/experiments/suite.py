@@ -413,7 +413,6 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   """The final state of a finished run evaluated on other objectives (e.g. a CLM-only memory model
   on copy): its config with `objective.stages=stages`, its latest checkpoint, held-out batches."""
   from memjax.training import checkpoint, encoders, loop
-  from memjax.training.state import TrainState
 
   cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
   cfg.objective.stages = stages
@@ -421,10 +420,9 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   if "restart_stages" in cfg.objective:
     cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
   trainer = loop.Trainer(cfg)
-  target = checkpoint.abstract(trainer.abstract_state.to_dict(), trainer.shardings.to_dict())
   with checkpoint.latest(run_dir(root, spec.name) / encoders.CHECKPOINTS,
                          f"run {spec.name} holds no checkpoint") as (mngr, step):
-    state = TrainState(**checkpoint.restore(mngr, step, target))
+    state = trainer.program.restore(mngr, step)
   return trainer.evaluate(state)
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal, Mapping
 
 Family = Literal["transformer", "mixer"]
 FAMILIES: tuple[str, ...] = ("transformer", "mixer")
+REMAT: tuple[str, ...] = ("none", "dots", "full")
 ROPE_TYPES: tuple[str, ...] = ("default", "linear", "llama3")  # as Hugging Face names them
 LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -39,6 +40,9 @@ class StackConfig:
   mixer_kernel: int = 1
   mixer_heads: int = 0  # 0 means the flat (single map) mixer
   scan_layers: bool = False
+  # What each block keeps for the backward pass: everything (none), only its matmul outputs (dots),
+  # or only its input (full); the rest is recomputed. Trades compute for activation memory.
+  remat: str = "none"
   # LoRA adapters (transformers): rank 0 means none; targets are comma-separated projection names.
   lora_rank: int = 0
   lora_alpha: float = 0.0
@@ -48,6 +52,8 @@ class StackConfig:
     if self.family not in FAMILIES and ":" not in self.family:
       raise ValueError(f"model family must be one of {FAMILIES} or a block class's import path "
                        f"'package.module:Block', got {self.family!r}")
+    if self.remat not in REMAT:
+      raise ValueError(f"remat must be one of {REMAT}, got {self.remat!r}")
     for name in ("d_model", "n_layers", "length", "vocab_size"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

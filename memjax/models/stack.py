@@ -48,6 +48,7 @@ class Stack(nnx.Module):
     self.blocks = make_blocks(rngs)
     self.n_layers = cfg.n_layers
     self.scan_layers = cfg.scan_layers
+    self.remat = cfg.remat
     self.norm = transformer.final_norm(cfg, rngs) if cfg.family == "transformer" else None
 
   def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
@@ -56,6 +57,9 @@ class Stack(nnx.Module):
     # Without a mask, blocks are called as block(x): a user's block family need not know of masks.
     apply_block = lambda x, layer: (nnx.merge(graphdef, layer)(x) if mask_BxT is None
                                     else nnx.merge(graphdef, layer)(x, mask_BxT))
+    if self.remat != "none":  # per block: one block's intermediates alive at a time in the backward
+      policy = jax.checkpoint_policies.checkpoint_dots if self.remat == "dots" else None
+      apply_block = jax.checkpoint(apply_block, policy=policy, prevent_cse=not self.scan_layers)
     if self.scan_layers:
       x_BxTxD, _ = jax.lax.scan(lambda x, layer: (apply_block(x, layer), None), x_BxTxD, layers)
     else:

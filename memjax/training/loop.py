@@ -30,7 +30,8 @@ RESULTS_JSON = "results.json"
 # Config keys a resumed run may change: how long, how often and where, never what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
-                  "train.progress", "data.cache_dir", "mesh.", "scan_layers")
+                  "train.progress", "data.cache_dir", "mesh.", "scan_layers", "remat",
+                  "train.microbatches")
 
 
 # ------------------------------------------------------------------------------ workdir checks

@@ -47,8 +47,26 @@ def make_mesh(sizes: Any, devices: list[jax.Device] | None = None) -> Mesh:
   if math.prod(shape) != len(devices):
     raise ValueError(f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "
                      f"but {len(devices)} are available")
+  slices = len({getattr(device, "slice_index", 0) for device in devices})
+  if slices > 1:
+    return _multislice_mesh(shape, devices, slices)
   return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
                        devices=devices)
+
+
+def _multislice_mesh(shape: list[int], devices: list[jax.Device], slices: int) -> Mesh:
+  """TPU slices joined over the data-center network along the first batch axis they divide, so
+  that only the gradient reduction crosses slices (maxtext's dcn_data_parallelism)."""
+  from jax.experimental import mesh_utils
+
+  axis = next((i for i, name in enumerate(MESH_AXES) if name in BATCH_AXES and shape[i] % slices == 0), None)
+  if axis is None:
+    raise ValueError(f"mesh {dict(zip(MESH_AXES, shape))}: {slices} slices need a data or fsdp size "
+                     "divisible by the number of slices")
+  dcn = [slices if i == axis else 1 for i in range(len(shape))]
+  ici = [size // dcn[i] for i, size in enumerate(shape)]
+  return Mesh(mesh_utils.create_hybrid_device_mesh(ici, dcn, devices), MESH_AXES,
+              axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
 def path_name(path: tuple[Any, ...]) -> str:

@@ -1,0 +1,60 @@
+"""Model FLOPs by the 6N rule, per tower: what a training step must compute, whatever the compiler does.
+
+The denominator of MFU (model FLOPs utilization): compiled FLOPs include recomputation (remat) and
+any replicated work, model FLOPs do not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+
+from memjax import models
+from memjax.models.config import stack_config
+
+
+def _matmul_params(tree: Any) -> int:
+  return int(sum(math.prod(x.shape) for path, x in jax.tree_util.tree_leaves_with_path(tree)
+                 if jax.tree_util.keystr(path).endswith("['kernel']")))
+
+
+def analytic_flops_per_token(cfg, state, objective: str) -> float:
+  """Training FLOPs per input token by the 6N rule (as memjax/bench.py's model_flops_per_token), per tower.
+
+  Each tower counts 2 FLOPs per matmul parameter per position it processes forward, and token
+  mixing of 2 * S * d (causal attention, QK^T and AV halved by the mask) or 2 * S * d * kernel (a
+  masked mixer's maps) per position and layer for sequences of S positions; trainable towers are
+  counted 3x (forward and backward), frozen ones 1x. The combined objective runs two views.
+  """
+  T = cfg.data.n_ctx
+  kind = cfg.memory.kind if cfg.task == "memory" else ""
+  encoder = models.encoder_config(cfg) if kind not in ("none", "full", "recurrent") else None
+  if cfg.task == "memory" and kind != "full":
+    K = cfg.memory.chunks
+    dec_len = models.decoder_length(cfg)
+    dec_calls = 1 if kind == "oracle" else K
+    enc_calls = 1 if kind == "oracle" else K - 1
+    decoder = stack_config(cfg.decoder, length=dec_len, vocab_size=cfg.data.vocab_size)
+  elif cfg.task == "autoencoder":
+    dec_calls = enc_calls = 1
+    decoder = stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size)
+  else:  # a causal LM, or a full-context memory model (a causal LM over the whole input)
+    dec_calls = enc_calls = 1
+    decoder = (models.encoder_config(cfg) if cfg.task == "clm"
+               else stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size))
+    encoder = None
+  total = 0.0
+  for group, params, passes in [(k, v, 3) for k, v in state.params.items()] + \
+                               [(k, v, 1) for k, v in state.frozen.items()]:
+    is_encoder = group == "encoder" and encoder is not None
+    tower = encoder if is_encoder else decoder
+    calls = enc_calls if is_encoder else dec_calls
+    positions = calls * tower.length
+    total += passes * 2 * _matmul_params(params) * positions
+    if group in ("encoder", "decoder"):  # the towers with blocks
+      mixing = 2 * tower.length * tower.d_model * (1 if tower.family == "transformer" else tower.mixer_kernel)
+      total += passes * mixing * tower.n_layers * positions
+  views = 2 if objective == "combined" else 1
+  return views * total / T
