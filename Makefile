@@ -34,7 +34,7 @@ demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 
 # -n 3 on 2 cores: a third worker fills the time another waits on a subprocess, a file or a lock.
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
-	$(PY) -m pip install --quiet -e '.[test,parity]'
+	$(PY) -m pip install --quiet -e '.[test,parity,tpu]'
 	$(PY) -m pytest -n 3 --dist loadgroup
 
 bench: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
