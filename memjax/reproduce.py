@@ -3,6 +3,7 @@
   python -m memjax.reproduce NAME [--scale=tiny|cpu|paper] [--workdir=DIR]
   python -m memjax.reproduce all --scale=cpu
   python -m memjax.reproduce NAME --scale=paper --dry-run [--devices=8] [--mfu=0.4]
+  python -m memjax.reproduce NAME --scale=paper --dry-run --accelerator=v5e-8 [--num_slices=N]
 
 NAME is one of EXPERIMENTS (or `all`). Every experiment is a set of ordinary memjax runs in
 DIR/runs/<run> (resumable: run the command again after an interruption; runs shared between
@@ -10,7 +11,9 @@ experiments train once; DIR/compile_cache keeps their compiled steps) and a repo
 results.json, results.md (the table beside the paper's numbers) and PNG figures. `--dry-run` trains
 nothing: it builds every run abstractly and prints its parameters, FLOPs per token, tokens to train,
 compiled per-device memory of one train step on a mesh of --devices devices, and accelerator-hours at
-the stated MFU (see memjax/experiments/dryrun.py).
+the stated MFU (see memjax/experiments/dryrun.py). With `--accelerator`, every run is instead
+compiled for that Cloud TPU slice by the TPU compiler (python -m memjax.aot, one run at a time):
+HBM per chip, roofline step time and MFU, chip-hours; it exits 1 when a run does not fit.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                       help="dry run: no XLA at all (analytic FLOPs, no memory figure; seconds per run)")
   parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
   parser.add_argument("--out", default="", help="dry run: also write the full report to this JSON file")
+  parser.add_argument("--accelerator", default="", help="dry run: compile for this TPU slice (v5e-8, ...)")
+  parser.add_argument("--num_slices", type=int, default=1, help="dry run with --accelerator: slices")
   args = parser.parse_args(argv)
   if args.name != "all" and args.name not in EXPERIMENTS:
     parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}, all")
@@ -60,6 +65,19 @@ def main(argv: list[str] | None = None) -> None:
   args = parse(sys.argv[1:] if argv is None else argv)
   names = EXPERIMENTS if args.name == "all" else (args.name,)
   workdir = args.workdir or f"runs/reproduce_{args.scale}"
+  if args.dry_run and args.accelerator:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the host compiles; the TPU devices are abstract
+    from memjax.experiments import dryrun
+
+    report = dryrun.compile_for_tpu([experiment(n) for n in names], args.accelerator,
+                                    num_slices=args.num_slices)
+    print(report.pop("table"))
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    if report["problems"]:
+      sys.exit("memjax.reproduce: does not fit:\n" + "\n".join(report["problems"]))
+    return
   if args.dry_run:
     flag = f"--xla_force_host_platform_device_count={args.devices}"
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):

@@ -106,6 +106,41 @@ def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: f
   return {"rows": rows, "totals": totals}
 
 
+def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *, num_slices: int = 1,
+                    min_headroom: float = 0.1) -> dict[str, Any]:
+  """Every distinct paper-scale run of `experiments` compiled for a TPU slice (memjax/training/
+  tpu_compile.py): its steps, chip-hours for its token budget at the roofline step time, and the
+  verdict of each step that does not fit."""
+  from memjax.training import tpu_compile
+
+  rows, steps, problems, seen = [], [], [], set()
+  for experiment in experiments:
+    for spec in experiment.plan("paper", DRY_ROOT):
+      if spec.name in seen:
+        continue
+      seen.add(spec.name)
+      print(f"[tpu compile] {experiment.name}: {spec.name}", flush=True)
+      compiled = tpu_compile.compile_run(spec.cfg, accelerator, num_slices)
+      by_objective = {s.objective: s for s in compiled}
+      stages = curriculum_stages(spec.cfg)
+      seconds = sum((stop - start) * by_objective[objective].roofline_step_seconds
+                    for objective, start, stop in stages)
+      for step in compiled:
+        steps.append((spec.name, step))
+        rows.append({"experiment": experiment.name, "run": spec.name} | step.to_dict()
+                    | {"chip_hours": seconds * step.devices / 3600})
+        verdict = tpu_compile.verdict(spec.cfg, step, min_headroom)
+        if verdict:
+          problems.append(f"{spec.name}: {verdict}")
+  return {"rows": rows, "problems": problems, "table": tpu_compile.table(steps)}
+
+
+def curriculum_stages(cfg) -> list[tuple[str, int, int]]:
+  from memjax.objectives import curriculum
+
+  return [(s.objective, s.start, s.stop) for s in curriculum.parse(cfg.objective.stages, cfg.train.steps)]
+
+
 def table(report: dict[str, Any]) -> str:
   return suite.markdown_table(
       ["experiment", "run", "params", "frozen", "FLOPs/token", "tokens", "GiB/device", "accel.-hours"],

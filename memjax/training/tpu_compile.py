@@ -109,9 +109,8 @@ def compile_run(cfg: ml_collections.ConfigDict, accelerator: str, num_slices: in
       temp, output = memory.temp_size_in_bytes, memory.output_size_in_bytes
       hbm = (memory.argument_size_in_bytes + output + temp - memory.alias_size_in_bytes
              + memory.generated_code_size_in_bytes)
-      cost = compiled.cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      step_flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+      step_flops, accessed = (_cost(compiled) if not _loops(cfg)
+                              else _unrolled_cost(cfg, program.mesh, stage.objective))
     else:  # the compiler stopped at its memory check: its figure, and no cost analysis
       match = _OOM.search(error)
       temp = int(float(match["need"]) * _UNITS[match["unit"]])
@@ -130,10 +129,50 @@ def compile_run(cfg: ml_collections.ConfigDict, accelerator: str, num_slices: in
   return steps
 
 
+def _cost(compiled: Any) -> tuple[float, float]:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+
+
+def _towers(cfg: ml_collections.ConfigDict) -> list[str]:
+  return [key for key in ("model", "encoder", "decoder") if key in cfg]
+
+
+def _loops(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether the step loops (scanned layers, microbatches): XLA's cost analysis counts a loop's
+  body once, whatever its trip count."""
+  return cfg.train.get("microbatches", 1) > 1 or any(cfg[t].get("scan_layers") for t in _towers(cfg))
+
+
+def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any, objective: str) -> tuple[float, float]:
+  """(FLOPs, bytes accessed) per device of the step without loops, extrapolated from compiles of
+  the same step with every tower unrolled at 1 layer, then each tower at 2: both grow linearly in
+  each tower's depth. Microbatches are costed as one microbatch's batch, times their number (the
+  optimizer update counted that often: a small overestimate)."""
+  from memjax.training.program import Program
+
+  towers, microbatches = _towers(cfg), cfg.train.get("microbatches", 1)
+
+  def cost(deeper: str = "") -> tuple[float, float]:
+    variant = ml_collections.ConfigDict(cfg.to_dict())
+    variant.train.update(microbatches=1, batch_size=cfg.train.batch_size // microbatches)
+    for tower in towers:
+      variant[tower].update(scan_layers=False, n_layers=2 if tower == deeper else 1)
+    return _cost(Program(variant, mesh).lower(objective).compile())
+
+  base = cost()
+  total = list(base)
+  for tower in towers:
+    deeper = cost(tower)
+    for i in range(2):
+      total[i] += (cfg[tower].n_layers - 1) * (deeper[i] - base[i])
+  return total[0] * microbatches, total[1] * microbatches
+
+
 def knobs(cfg: ml_collections.ConfigDict, step: CompiledStep) -> list[str]:
   """Config changes that shrink what one chip holds, most effective first for this step."""
-  towers = [key for key in ("model", "encoder", "decoder") if key in cfg]
-  per_device, found = step.batch_per_device, []
+  towers, per_device, found = _towers(cfg), step.batch_per_device, []
   if step.temp_bytes > step.state_bytes:  # activations dominate
     if any(cfg[t].get("remat", "none") != "full" for t in towers):
       found.append(" ".join(f"--config.{t}.remat=full" for t in towers)
@@ -163,14 +202,18 @@ def verdict(cfg: ml_collections.ConfigDict, step: CompiledStep, min_headroom: fl
   return "\n".join(lines)
 
 
-def table(steps: list[CompiledStep]) -> str:
-  """One line per compiled step: HBM per chip against capacity, roofline time and MFU."""
-  head = (f"{'objective':<12} {'slice':<16} {'HBM/chip':>9} {'of':>6} {'spare':>6} {'state':>7} "
-          f"{'temps':>7} {'TFLOP/step':>10} {'roofline':>9} {'MFU':>5} {'tokens/s':>10} {'compile':>8}")
-  rows = [head]
-  for s in steps:
+def table(steps: list[CompiledStep] | list[tuple[str, CompiledStep]]) -> str:
+  """One line per compiled step (optionally labelled by its run): HBM per chip against capacity,
+  roofline time and MFU."""
+  labelled = [s if isinstance(s, tuple) else ("", s) for s in steps]
+  width = max([len(name) for name, _ in labelled] + [3]) if any(name for name, _ in labelled) else 0
+  label = lambda name: f"{name:<{width}} " if width else ""  # noqa: E731
+  rows = [label("run") + f"{'objective':<12} {'slice':<16} {'HBM/chip':>9} {'of':>6} {'spare':>6} "
+          f"{'state':>7} {'temps':>7} {'TFLOP/step':>10} {'roofline':>9} {'MFU':>5} {'tokens/s':>10} "
+          f"{'compile':>8}"]
+  for name, s in labelled:
     where = s.accelerator + (f" x{s.num_slices}" if s.num_slices > 1 else "")
-    rows.append(f"{s.objective:<12} {where:<16} {s.hbm_bytes_per_chip / GIB:>8.2f}G "
+    rows.append(label(name) + f"{s.objective:<12} {where:<16} {s.hbm_bytes_per_chip / GIB:>8.2f}G "
                 f"{s.hbm_capacity_bytes / GIB:>5.1f}G {s.headroom_fraction:>6.0%} {s.state_bytes / GIB:>6.2f}G "
                 f"{s.temp_bytes / GIB:>6.2f}G {s.step_flops / 1e12:>10.2f} {s.roofline_step_seconds:>8.3f}s "
                 f"{s.roofline_mfu:>5.0%} {s.tokens_per_s:>10.0f} {s.compile_seconds:>7.1f}s")
