@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     report = dryrun.compile_for_tpu([experiment(n) for n in names], args.accelerator,
                                     num_slices=args.num_slices)
     print(report.pop("table"))
+    print(json.dumps(report["totals"], indent=2))
     if args.out:
       with open(args.out, "w") as f:
         json.dump(report, f, indent=2)

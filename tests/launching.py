@@ -135,10 +135,10 @@ def final_state(workdir: pathlib.Path) -> dict:
   import jax
   import numpy as np
 
-  from memjax.training import checkpoint, encoders
+  from memjax.training import checkpoint, run_folder
 
   ocp = checkpoint.ocp
-  mngr = checkpoint.manager(workdir / encoders.CHECKPOINTS, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(workdir / run_folder.CHECKPOINTS, items=(checkpoint.STATE,))
   step = mngr.latest_step()
   metadata = mngr.item_metadata(step)[checkpoint.STATE]
   metadata = getattr(metadata, "tree", metadata)

@@ -29,6 +29,7 @@ from etils import epath
 from memjax import fs, models
 from memjax.data import tokenizer as tokenizers
 from memjax.training import checkpoint, encoders, loop
+from memjax.training import run_folder
 from memjax.training.writers import read_metrics
 
 import gcs_emulator
@@ -52,7 +53,7 @@ def gcs(tmp_path_factory):
 
 
 def final_state(workdir):
-  mngr = checkpoint.manager(workdir / encoders.CHECKPOINTS, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(workdir / run_folder.CHECKPOINTS, items=(checkpoint.STATE,))
   step = mngr.latest_step()
   restored = mngr.restore(step, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.PyTreeRestore()))
   mngr.close()
@@ -122,10 +123,10 @@ def test_a_run_resumes_and_exports_in_a_bucket(gcs, trained_autoencoder, tmp_pat
   results = loop.run(cfg, workdir)
 
   remote = fs.path(workdir)
-  reference_results = json.loads((reference / loop.RESULTS_JSON).read_text())
+  reference_results = json.loads((reference / run_folder.RESULTS_JSON).read_text())
   assert results["step"] == 6 and results["eval"] == reference_results["eval"]
-  assert json.loads((remote / loop.RESULTS_JSON).read_text())["eval"] == results["eval"]
-  assert (remote / encoders.TOKENIZER_JSON).read_text() == (reference / encoders.TOKENIZER_JSON).read_text()
+  assert json.loads((remote / run_folder.RESULTS_JSON).read_text())["eval"] == results["eval"]
+  assert (remote / run_folder.TOKENIZER_JSON).read_text() == (reference / run_folder.TOKENIZER_JSON).read_text()
   step, state = final_state(remote)
   reference_step, reference_state = final_state(epath.Path(reference))
   assert step == reference_step == 6

@@ -5,13 +5,13 @@ import jax
 import numpy as np
 import pytest
 
-from memjax.training import checkpoint, encoders, loop
+from memjax.training import checkpoint, encoders, loop, run_folder
 from memjax.training.writers import read_metrics
 
 
 def final_state(workdir):
   """The latest checkpoint's state, as saved (numpy arrays)."""
-  mngr = checkpoint.manager(workdir / encoders.CHECKPOINTS, items=(checkpoint.STATE,))
+  mngr = checkpoint.manager(workdir / run_folder.CHECKPOINTS, items=(checkpoint.STATE,))
   step = mngr.latest_step()
   restored = mngr.restore(step, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.PyTreeRestore()))
   mngr.close()
@@ -77,12 +77,26 @@ def test_a_run_resumes_after_memjax_gained_an_option_only_at_its_default(tiny):
   saved = json.loads(tiny("memory.py:tiny").to_json_best_effort())
   del saved["objective"]["extra_terms"], saved["encoder"]["frozen_scope"]  # a run from before both
   current = tiny("memory.py:tiny")
-  assert loop.config_differences(saved, json.loads(current.to_json_best_effort())) == []
-  assert loop.added_at_default(saved, json.loads(current.to_json_best_effort())) == [
+  assert run_folder.config_differences(saved, json.loads(current.to_json_best_effort())) == []
+  assert run_folder.added_at_default(saved, json.loads(current.to_json_best_effort())) == [
       "encoder.frozen_scope", "objective.extra_terms"]
   current.objective.extra_terms = "pkg.losses:z"
-  assert loop.config_differences(saved, json.loads(current.to_json_best_effort())) == [
+  assert run_folder.config_differences(saved, json.loads(current.to_json_best_effort())) == [
       "objective.extra_terms: workdir has None, config has 'pkg.losses:z'"]
+
+
+def test_a_run_resumes_across_how_it_executes_but_not_what_it_trains(tiny):
+  import json
+
+  saved = json.loads(tiny("memory.py:tiny").to_json_best_effort())
+  del saved["encoder"]["remat"], saved["train"]["microbatches"]  # a run from before both existed
+  current = tiny("memory.py:tiny", microbatches=2, steps=99)
+  current.decoder.update(remat="full", scan_layers=True)
+  current.mesh.fsdp = 2
+  assert run_folder.config_differences(saved, json.loads(current.to_json_best_effort())) == []
+  current.decoder.mixer_kernel, current.train.batch_size = 3, 16
+  assert run_folder.config_differences(saved, json.loads(current.to_json_best_effort())) == [
+      "decoder.mixer_kernel: workdir has 1, config has 3", "train.batch_size: workdir has 8, config has 16"]
 
 
 def test_checkpoints_without_a_config_are_refused(tiny, tmp_path):

@@ -105,11 +105,11 @@ def test_chained_stages_start_from_the_previous_stage(reproduced):
   """The curriculum's copy stage and its negative control start from the blank-copy run's decoder."""
   import numpy as np
 
-  from memjax.training import checkpoint, encoders
+  from memjax.training import checkpoint, run_folder
 
   root = reproduced[0]
   def decoder_embedding(run, step):
-    mngr = checkpoint.manager(root / suite.RUNS / run / encoders.CHECKPOINTS)
+    mngr = checkpoint.manager(root / suite.RUNS / run / run_folder.CHECKPOINTS)
     shapes = checkpoint.stored_shapes(mngr, step)
     import jax
     target = {"params": {"decoder": {"embed": {"embedding": jax.ShapeDtypeStruct(

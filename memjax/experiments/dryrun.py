@@ -110,35 +110,37 @@ def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *
                     min_headroom: float = 0.1) -> dict[str, Any]:
   """Every distinct paper-scale run of `experiments` compiled for a TPU slice (memjax/training/
   tpu_compile.py): its steps, chip-hours for its token budget at the roofline step time, and the
-  verdict of each step that does not fit."""
+  verdict of each step that does not fit. Runs whose steps compile alike (_signature) compile once.
+  Chip-hours by experiment count the runs it shares with others; the total counts each run once."""
+  from memjax.objectives import curriculum
   from memjax.training import tpu_compile
 
-  rows, steps, problems, seen = [], [], [], set()
+  rows, steps, problems, cache, sized = [], [], [], {}, {}
   for experiment in experiments:
     for spec in experiment.plan("paper", DRY_ROOT):
-      if spec.name in seen:
-        continue
-      seen.add(spec.name)
-      print(f"[tpu compile] {experiment.name}: {spec.name}", flush=True)
-      compiled = tpu_compile.compile_run(spec.cfg, accelerator, num_slices)
-      by_objective = {s.objective: s for s in compiled}
-      stages = curriculum_stages(spec.cfg)
-      seconds = sum((stop - start) * by_objective[objective].roofline_step_seconds
-                    for objective, start, stop in stages)
-      for step in compiled:
-        steps.append((spec.name, step))
-        rows.append({"experiment": experiment.name, "run": spec.name} | step.to_dict()
-                    | {"chip_hours": seconds * step.devices / 3600})
-        verdict = tpu_compile.verdict(spec.cfg, step, min_headroom)
-        if verdict:
-          problems.append(f"{spec.name}: {verdict}")
-  return {"rows": rows, "problems": problems, "table": tpu_compile.table(steps)}
-
-
-def curriculum_stages(cfg) -> list[tuple[str, int, int]]:
-  from memjax.objectives import curriculum
-
-  return [(s.objective, s.start, s.stop) for s in curriculum.parse(cfg.objective.stages, cfg.train.steps)]
+      if spec.name not in sized:
+        stages = curriculum.parse(spec.cfg.objective.stages, spec.cfg.train.steps)
+        key = _signature(spec.cfg, ",".join(dict.fromkeys(s.objective for s in stages)))
+        print(f"[tpu compile] {experiment.name}: {spec.name}" + (" (compiled alike before)" if key in cache else ""),
+              flush=True)
+        if key not in cache:
+          cache[key] = tpu_compile.compile_run(spec.cfg, accelerator, num_slices)
+        by_objective = {s.objective: s for s in cache[key]}
+        seconds = sum((s.stop - s.start) * by_objective[s.objective].roofline_step_seconds for s in stages)
+        devices = cache[key][0].devices
+        sized[spec.name] = {"run": spec.name, "chip_hours": seconds * devices / 3600,
+                            "fits": all(s.fits for s in cache[key]), "steps": [s.to_dict() for s in cache[key]]}
+        for step in cache[key]:
+          steps.append((spec.name, step))
+          verdict = tpu_compile.verdict(spec.cfg, step, min_headroom)
+          if verdict:
+            problems.append(f"{spec.name}: {verdict}")
+      rows.append({"experiment": experiment.name} | sized[spec.name])
+  totals = {"accelerator": accelerator, "num_slices": num_slices, "runs": len(sized),
+            "compiled": len(cache), "chip_hours": sum(r["chip_hours"] for r in sized.values()),
+            "by_experiment": {e.name: sum(r["chip_hours"] for r in rows if r["experiment"] == e.name)
+                              for e in experiments}}
+  return {"rows": rows, "totals": totals, "problems": problems, "table": tpu_compile.table(steps)}
 
 
 def table(report: dict[str, Any]) -> str:

@@ -27,8 +27,6 @@ PRESETS = {"tiny": "tiny", "cpu": "small", "paper": "paper"}
 FAMILIES: tuple[str, ...] = ("mixer", "transformer")
 CHECKOUT_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RUNS = "runs"
-ARCH_KEYS = ("family", "d_model", "n_layers", "n_heads", "n_kv_heads", "mlp_dim", "rope_theta",
-             "norm_eps", "mixer_kernel", "mixer_heads")
 CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
 CPU_MIXER_KERNEL = 8
 # Tokens per window (per memory-model chunk) at cpu scale: the `small` preset's 32 halved, so that
@@ -120,9 +118,12 @@ def reuse_encoder(cfg: ml_collections.ConfigDict, source: RunSpec | None, root: 
 
   `source=None` gives an untrained encoder of `architecture`. Returns `cfg` (modified in place).
   """
+  from memjax.models.config import MODEL_FIELDS
+
   arch = encoder_section(source.cfg) if source else architecture
-  for key in ARCH_KEYS:
-    cfg.encoder[key] = arch[key]
+  for key in MODEL_FIELDS:  # what shapes the weights and what they compute, not how they run
+    if key in arch:
+      cfg.encoder[key] = arch[key]
   cfg.encoder.update(checkpoint=str(run_dir(root, source.name)) if source else "", frozen=frozen,
                      embed_index=embed_index)
   return cfg
@@ -163,7 +164,7 @@ def set_progress(specs: Iterable[RunSpec], progress: bool, async_checkpoints: bo
 
 def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict[str, dict[str, Any]]:
   """Trains (or resumes, or just reads back) every run in order; returns each one's final results."""
-  from memjax.training import loop
+  from memjax.training import loop, run_folder
 
   names = [spec.name for spec in specs]
   duplicates = {name for name in names if names.count(name) > 1}
@@ -172,7 +173,7 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
   results = {}
   for number, spec in enumerate(specs, 1):
     directory = run_dir(root, spec.name)
-    finished = directory / loop.RESULTS_JSON
+    finished = directory / run_folder.RESULTS_JSON
     if finished.exists():
       saved = json.loads(finished.read_text())
       check_finished(directory, spec.cfg)  # a different run under this name is an error
@@ -192,16 +193,16 @@ def train(specs: Sequence[RunSpec], root: pathlib.Path, label: str = "") -> dict
 def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
   """Refuses a finished run trained with a different config. Keys its config.json lacks (options
   added to memjax after it was trained) are accepted when they hold their default, as when a run is
-  resumed (loop.config_differences)."""
-  from memjax.training import encoders, loop
+  resumed (run_folder.config_differences)."""
+  from memjax.training import run_folder
 
-  saved = json.loads((directory / encoders.CONFIG_JSON).read_text())
+  saved = json.loads((directory / run_folder.CONFIG_JSON).read_text())
   current = json.loads(cfg.to_json_best_effort())
-  differences = loop.config_differences(saved, current)
+  differences = run_folder.config_differences(saved, current)
   if differences:
     raise ValueError(f"{directory} holds a run with a different config; use a new workdir:\n  "
                      + "\n  ".join(differences))
-  added = loop.added_at_default(saved, current)
+  added = run_folder.added_at_default(saved, current)
   if added:
     print(f"  ({directory.name}: trained before the options {added} existed; their defaults apply)")
 
@@ -412,7 +413,7 @@ def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path,
 def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]:
   """The final state of a finished run evaluated on other objectives (e.g. a CLM-only memory model
   on copy): its config with `objective.stages=stages`, its latest checkpoint, held-out batches."""
-  from memjax.training import checkpoint, encoders, loop
+  from memjax.training import checkpoint, loop, run_folder
 
   cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
   cfg.objective.stages = stages
@@ -420,7 +421,7 @@ def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]
   if "restart_stages" in cfg.objective:
     cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
   trainer = loop.Trainer(cfg)
-  with checkpoint.latest(run_dir(root, spec.name) / encoders.CHECKPOINTS,
+  with checkpoint.latest(run_dir(root, spec.name) / run_folder.CHECKPOINTS,
                          f"run {spec.name} holds no checkpoint") as (mngr, step):
     state = trainer.program.restore(mngr, step)
   return trainer.evaluate(state)

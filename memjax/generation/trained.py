@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import jax
@@ -12,7 +11,8 @@ from flax import nnx
 from tokenizers import Tokenizer
 
 from memjax import fs, models
-from memjax.training import checkpoint, encoders
+from memjax.training import checkpoint, pretrained, program
+from memjax.training import run_folder
 from memjax.training.state import merge_trees, split_frozen, split_model
 
 
@@ -33,22 +33,18 @@ def load(workdir: str) -> TrainedModel:
   root = fs.path(workdir)
   if not root.is_dir():
     raise FileNotFoundError(f"checkpoint folder {workdir!r} does not exist")
-  if not (root / encoders.CONFIG_JSON).exists():
-    raise FileNotFoundError(f"{workdir} is not a memjax workdir (it has no {encoders.CONFIG_JSON}): "
-                            "give the --workdir of a `memjax.train` run")
-  cfg = ml_collections.ConfigDict(json.loads((root / encoders.CONFIG_JSON).read_text()))
-  if not (root / encoders.TOKENIZER_JSON).exists():
-    raise FileNotFoundError(f"{workdir} has no {encoders.TOKENIZER_JSON}")
-  tokenizer = Tokenizer.from_str((root / encoders.TOKENIZER_JSON).read_text())
+  cfg = run_folder.read_config(root, "a memjax workdir: give the --workdir of a `memjax.train` run")
+  tokenizer = run_folder.read_tokenizer(root)
   graphdef, abstract = split_model(nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0))))
-  frozen = ("encoder",) if "encoder" in cfg and cfg.encoder.get("frozen", False) else ()
-  trainable, frozen_params = split_frozen(abstract, frozen)
+  # Split as the run kept them (program.py): frozen encoder parts, LoRA's frozen decoder weights.
+  trainable, frozen_params = pretrained.adapters_only(
+      *split_frozen(abstract, program.frozen_subtrees(cfg)), cfg)
   target = {"params": trainable} | ({"frozen": frozen_params} if frozen_params else {})
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = checkpoint.abstract(target, jax.tree.map(lambda _: device, target))
-  if not (root / encoders.CHECKPOINTS).is_dir():
+  if not (root / run_folder.CHECKPOINTS).is_dir():
     raise FileNotFoundError(f"{workdir} holds no checkpoint")
-  with checkpoint.latest(root / encoders.CHECKPOINTS, f"{workdir} holds no checkpoint") as (mngr, step):
+  with checkpoint.latest(root / run_folder.CHECKPOINTS, f"{workdir} holds no checkpoint") as (mngr, step):
     restored = checkpoint.restore(mngr, step, target)
   params = merge_trees(restored["params"], restored.get("frozen") or {})
   return TrainedModel(cfg, nnx.merge(graphdef, params), tokenizer, step)

@@ -114,6 +114,14 @@ class StackConfig:
 
 ARCH_FIELDS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(StackConfig) if f.name not in ("vocab_size", "length"))
+# The architecture fields by what they change, for every comparison of towers (a checkpoint against
+# a config, a pretrained decoder, a probe's copy of an encoder): 'execution' fields change only how
+# the same weights are applied (a checkpoint loads and a run resumes across them), 'adapters' are
+# LoRA's (a pretrained decoder is compared without them); the rest shape the weights or what they
+# compute.
+EXECUTION_FIELDS: tuple[str, ...] = ("scan_layers", "remat")
+ADAPTER_FIELDS: tuple[str, ...] = ("lora_rank", "lora_alpha", "lora_targets")
+MODEL_FIELDS: tuple[str, ...] = tuple(f for f in ARCH_FIELDS if f not in EXECUTION_FIELDS + ADAPTER_FIELDS)
 
 
 def stack_config(arch: Mapping[str, Any], *, length: int, vocab_size: int) -> StackConfig:

@@ -11,8 +11,7 @@ from typing import Any
 
 import jax
 
-from memjax import models
-from memjax.models.config import stack_config
+from memjax.models.spec import model_spec
 
 
 def _matmul_params(tree: Any) -> int:
@@ -29,22 +28,13 @@ def analytic_flops_per_token(cfg, state, objective: str) -> float:
   counted 3x (forward and backward), frozen ones 1x. The combined objective runs two views.
   """
   T = cfg.data.n_ctx
-  kind = cfg.memory.kind if cfg.task == "memory" else ""
-  encoder = models.encoder_config(cfg) if kind not in ("none", "full", "recurrent") else None
-  if cfg.task == "memory" and kind != "full":
-    K = cfg.memory.chunks
-    dec_len = models.decoder_length(cfg)
-    dec_calls = 1 if kind == "oracle" else K
-    enc_calls = 1 if kind == "oracle" else K - 1
-    decoder = stack_config(cfg.decoder, length=dec_len, vocab_size=cfg.data.vocab_size)
-  elif cfg.task == "autoencoder":
-    dec_calls = enc_calls = 1
-    decoder = stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size)
-  else:  # a causal LM, or a full-context memory model (a causal LM over the whole input)
-    dec_calls = enc_calls = 1
-    decoder = (models.encoder_config(cfg) if cfg.task == "clm"
-               else stack_config(cfg.decoder, length=T, vocab_size=cfg.data.vocab_size))
-    encoder = None
+  spec = model_spec(cfg)
+  if spec.task == "clm" or spec.kind == "full":  # one causal tower over the whole input
+    encoder, decoder, enc_calls, dec_calls = None, spec.encoder or spec.decoder, 1, 1
+  elif spec.task == "autoencoder" or spec.kind == "oracle":  # one pass of each tower
+    encoder, decoder, enc_calls, dec_calls = spec.encoder, spec.decoder, 1, 1
+  else:  # memory models: every chunk decoded, all but the last encoded
+    encoder, decoder, enc_calls, dec_calls = spec.encoder, spec.decoder, spec.chunks - 1, spec.chunks
   total = 0.0
   for group, params, passes in [(k, v, 3) for k, v in state.params.items()] + \
                                [(k, v, 1) for k, v in state.frozen.items()]:

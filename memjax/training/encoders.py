@@ -18,20 +18,14 @@ import json
 from typing import Any
 
 import jax
-import ml_collections
 from etils import epath
-from tokenizers import Tokenizer
 
 from memjax import fs, models
-from memjax.data import tokenizer as tokenizers
-from memjax.models.config import StackConfig
-from memjax.training import checkpoint
+from memjax.models.config import EXECUTION_FIELDS, StackConfig
+from memjax.training import checkpoint, run_folder
+from memjax.training.run_folder import CHECKPOINTS, CONFIG_JSON, TOKENIZER_JSON
 
 ENCODER_JSON = "encoder.json"
-CONFIG_JSON = "config.json"
-TOKENIZER_JSON = "tokenizer.json"
-CHECKPOINTS = "checkpoints"
-IGNORED_FIELDS = ("scan_layers", "remat")  # how layers are applied does not change the parameters
 FROZEN_SCOPES = ("all", "blocks")
 PARTS = ("embed", "stack")  # the subtrees of a TokenEncoder's parameters
 
@@ -72,40 +66,32 @@ def loaded_parts(cfg: Any) -> tuple[str, ...]:
   return ("stack",) if cfg.encoder.frozen and frozen_scope(cfg) == "blocks" else PARTS
 
 
-def latest_step(directory: epath.Path) -> int:
-  with checkpoint.latest(directory, f"{directory} holds no checkpoint") as (_, step):
-    return step
-
-
 def locate(path: str) -> EncoderSource:
   """Finds the encoder in an export folder or a run's workdir."""
   root = fs.path(path)
-  tokenizer = root / TOKENIZER_JSON
   if (root / ENCODER_JSON).exists():
     meta = json.loads((root / ENCODER_JSON).read_text())
     architecture, frozen, checkpoints = meta["architecture"], (), root
   elif (root / CONFIG_JSON).exists():
-    cfg = ml_collections.ConfigDict(json.loads((root / CONFIG_JSON).read_text()))
-    if cfg.task == "memory" and cfg.memory.kind not in ("parallel", "oracle"):
-      raise ValueError(f"the run in {path} is a memory model of kind {cfg.memory.kind!r}, "
-                       "which has no encoder")
-    architecture = models.encoder_config(cfg).to_dict()
+    cfg = run_folder.read_config(root)
+    spec = models.model_spec(cfg)
+    if not spec.has_encoder:
+      raise ValueError(f"the run in {path} is a memory model of kind {spec.kind!r}, which has no encoder")
+    architecture = spec.encoder.to_dict()
     frozen, checkpoints = frozen_parts(cfg), root / CHECKPOINTS
   else:
     raise FileNotFoundError(f"encoder checkpoint {path!r} is neither an exported encoder (no "
                             f"{ENCODER_JSON}) nor a memjax workdir (no {CONFIG_JSON})")
-  if not tokenizer.exists():
-    raise FileNotFoundError(f"{path} has no {TOKENIZER_JSON}, so its token ids cannot be checked")
-  digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
-  return EncoderSource(checkpoints, latest_step(checkpoints), architecture, frozen, digest)
+  digest = run_folder.tokenizer_digest(root)  # first: without a tokenizer the weights are unusable
+  return EncoderSource(checkpoints, run_folder.latest_step(checkpoints), architecture, frozen, digest)
 
 
 def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
   # Fields added to StackConfig after the checkpoint was written take their defaults.
   defaults = {f.name: f.default for f in dataclasses.fields(StackConfig)
               if f.default is not dataclasses.MISSING}
-  stored = {k: v for k, v in (defaults | source.architecture).items() if k not in IGNORED_FIELDS}
-  wanted = {k: v for k, v in expected.to_dict().items() if k not in IGNORED_FIELDS}
+  stored = {k: v for k, v in (defaults | source.architecture).items() if k not in EXECUTION_FIELDS}
+  wanted = {k: v for k, v in expected.to_dict().items() if k not in EXECUTION_FIELDS}
   if expected.family == "transformer":  # attention works at any length; only mixers fix it
     stored.pop("length", None), wanted.pop("length", None)
   differences = [f"{k}: checkpoint {stored.get(k)!r}, config {wanted.get(k)!r}"

@@ -1,4 +1,4 @@
-"""The training loop, in big_vision-style sections: workdir, data, mesh, objectives, state, loop.
+"""The training loop: a run's Program over its data, in its workdir, step by step.
 
 `run(cfg, workdir)` trains (or resumes) any memjax task and returns the final evaluation. It checks
 everything it can (config, data, workdir, checkpoints) before it writes a single file.
@@ -13,77 +13,17 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from etils import epath
 from tqdm.auto import tqdm
 
-from memjax import config as mc
 from memjax import data as data_lib
 from memjax import fs
 from memjax.metrics import information
 from memjax.objectives import curriculum
-from memjax.training import checkpoint, encoders, memory_report, preemption, sharding, steps, validation
+from memjax.training import checkpoint, memory_report, preemption, sharding, steps, validation
+from memjax.training import run_folder
 from memjax.training.program import Program
 from memjax.training.state import TrainState
 from memjax.training.writers import MetricWriter, drop_after
-
-RESULTS_JSON = "results.json"
-# Config keys a resumed run may change: how long, how often and where, never what is trained.
-RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
-                  "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
-                  "train.progress", "data.cache_dir", "mesh.", "scan_layers", "remat",
-                  "train.microbatches")
-
-
-# ------------------------------------------------------------------------------ workdir checks
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat |= _flatten(value, f"{prefix}{key}.")
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
-def _defaults() -> dict[str, Any]:
-  """The sections memjax.config builds for every task, at their defaults, flattened."""
-  size = mc.SIZES["tiny"]
-  return _flatten({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
-                   "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
-                   "encoder": mc.encoder(size, "mixer").to_dict(),
-                   "decoder": mc.decoder(size, "mixer").to_dict()})
-
-
-def added_at_default(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Keys the saved config lacks (options added to memjax after it was written) that hold their
-  default in the current one: the run behaves as it did, so they are no difference."""
-  a, b, defaults = _flatten(saved), _flatten(current), _defaults()
-  return sorted(key for key in set(b) - set(a) if key in defaults and defaults[key] == b[key])
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Keys whose values differ between two configs, except those a resumed run may change and
-  options added later that hold their default."""
-  a, b = _flatten(saved), _flatten(current)
-  added = set(added_at_default(saved, current))
-  return [f"{key}: workdir has {a.get(key)!r}, config has {b.get(key)!r}"
-          for key in sorted(set(a) | set(b))
-          if a.get(key) != b.get(key) and key not in added and not any(s in key for s in RESUMABLE_KEYS)]
-
-
-def check_workdir(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
-  """Refuses a workdir that holds a different run (nothing is written or deleted)."""
-  saved = workdir / encoders.CONFIG_JSON
-  if saved.exists():
-    differences = config_differences(json.loads(saved.read_text()), json.loads(cfg.to_json_best_effort()))
-    if differences:
-      raise ValueError(f"workdir {workdir} holds a run with a different config; use a new workdir "
-                       "or the same config:\n  " + "\n  ".join(differences))
-  elif (workdir / encoders.CHECKPOINTS).exists() and any((workdir / encoders.CHECKPOINTS).iterdir()):
-    raise ValueError(f"workdir {workdir} holds checkpoints but no {encoders.CONFIG_JSON}; "
-                     "refusing to resume a run of unknown config")
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -155,14 +95,14 @@ class Trainer:
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Every objective of the run on (up to) `train.eval_batches` held-out batches."""
     cfg, results = self.cfg, {}
-    for name in self.program.objectives:
-      step = self.program.eval_step(name)
+    for key, objective in self.program.objectives.items():  # keyed by stage name, named by itself
+      step = self.program.eval_step(key)
       batches = data_lib.batches(self.data, cfg.data, split="eval", batch_size=cfg.train.batch_size,
                                  rows=self.rows)
       metrics = [jax.device_get(step(state, sharding.global_batch(b, self.mesh)))
                  for b, _ in zip(batches, range(cfg.train.eval_batches))]
       metrics = with_information(aggregate(metrics), cfg.data.vocab_size, self.data.eval.bytes_per_token)
-      prefix = f"{name}/" if len(self.program.objectives) > 1 else ""
+      prefix = f"{objective.name}/" if len(self.program.objectives) > 1 else ""
       results |= {prefix + key: value for key, value in metrics.items()}
     return results
 
@@ -173,9 +113,9 @@ class Run:
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, objectives: Any = None):
     self.cfg = cfg
     self.workdir = fs.path(workdir)
-    check_workdir(self.workdir, cfg)
+    run_folder.check(self.workdir, cfg)
     self.trainer = trainer = Trainer(cfg, objectives)
-    self.checkpoints = checkpoint.manager(self.workdir / encoders.CHECKPOINTS,
+    self.checkpoints = checkpoint.manager(self.workdir / run_folder.CHECKPOINTS,
                                           every=cfg.train.checkpoint_every,
                                           keep=cfg.train.keep_checkpoints,
                                           async_save=cfg.train.async_checkpoints)
@@ -188,8 +128,8 @@ class Run:
   def _write_run_files(self) -> None:
     if jax.process_index() == 0:
       self.workdir.mkdir(parents=True, exist_ok=True)
-      (self.workdir / encoders.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
-      (self.workdir / encoders.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
+      (self.workdir / run_folder.CONFIG_JSON).write_text(self.cfg.to_json_best_effort(indent=2))
+      (self.workdir / run_folder.TOKENIZER_JSON).write_text(self.trainer.data.tokenizer.to_str())
 
   def _report_memory(self, step: steps.TrainStep, batch: dict[str, jax.Array]) -> None:
     if jax.process_index() == 0:  # the compilation is reused by the step's first call
@@ -256,7 +196,7 @@ class Run:
     results = {"step": int(self.state.step), "eval": eval_metrics, "train": train_metrics,
                "bytes_per_token": trainer.data.eval.bytes_per_token}
     if jax.process_index() == 0:
-      (self.workdir / RESULTS_JSON).write_text(json.dumps(results, indent=2))
+      (self.workdir / run_folder.RESULTS_JSON).write_text(json.dumps(results, indent=2))
     return results
 
   def close(self) -> None:

@@ -23,16 +23,16 @@ from tokenizers import Tokenizer
 
 from memjax import config as mc
 from memjax import models
-from memjax.data import tokenizer as tokenizers
 from memjax.models import hf_llama, lora
-from memjax.models.config import ARCH_FIELDS, StackConfig, stack_config
-from memjax.training import checkpoint, encoders
+from memjax.models.config import ADAPTER_FIELDS, ARCH_FIELDS, EXECUTION_FIELDS, StackConfig
+from memjax.training import checkpoint, encoders, run_folder
+from memjax.training.run_folder import CHECKPOINTS, CONFIG_JSON, TOKENIZER_JSON
 from memjax.training.state import TrainState, merge_trees
 
 PRETRAINED_JSON = "pretrained.json"
 HF_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # Fields that do not change a decoder's pretrained parameters (LoRA adds its own).
-NOT_COMPARED = ("length", "scan_layers", "remat", "lora_rank", "lora_alpha", "lora_targets")
+NOT_COMPARED = ("length", *EXECUTION_FIELDS, *ADAPTER_FIELDS)
 
 
 # ------------------------------------------------------------------------------ the folder
@@ -52,12 +52,12 @@ def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokeni
   """Writes a converted model folder (see the module docstring); `params` = {'encoder', 'head'?}."""
   out_dir = encoders.new_folder(out)
   out_dir.mkdir(parents=True, exist_ok=True)
-  tokenizer = out_dir / encoders.TOKENIZER_JSON
+  tokenizer = out_dir / TOKENIZER_JSON
   tokenizer.write_text(tokenizer_json)
   cfg = run_config(arch, tie, str(checkpoint.absolute(tokenizer)))
-  (out_dir / encoders.CONFIG_JSON).write_text(cfg.to_json_best_effort(indent=2))
+  (out_dir / CONFIG_JSON).write_text(cfg.to_json_best_effort(indent=2))
   (out_dir / PRETRAINED_JSON).write_text(json.dumps(source, indent=2))
-  mngr = checkpoint.manager(out_dir / encoders.CHECKPOINTS, items=(checkpoint.STATE,), async_save=False)
+  mngr = checkpoint.manager(out_dir / CHECKPOINTS, items=(checkpoint.STATE,), async_save=False)
   # As host jax arrays (device_put of float32 numpy is zero-copy there): Orbax stages a host copy of
   # the arrays it saves, and of numpy arrays even more (measured at 381M parameters: peak 3.1 GB
   # for jax arrays, 3.8 GB for numpy ones, with 1.5 GB of weights).
@@ -69,11 +69,11 @@ def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokeni
 
 def convert_hf_llama(src: str, dst: str) -> epath.Path:
   """`python -m memjax.convert hf-llama SRC DST`: an HF Llama folder -> a converted model folder."""
-  tokenizer = epath.Path(src) / encoders.TOKENIZER_JSON
+  tokenizer = epath.Path(src) / TOKENIZER_JSON
   hf_config = hf_llama.read_hf_config(src)
   arch, tie = hf_llama.read_config(hf_config)  # refuses bad configs before anything is read
   if not tokenizer.exists():
-    raise FileNotFoundError(f"{src} has no {encoders.TOKENIZER_JSON}")
+    raise FileNotFoundError(f"{src} has no {TOKENIZER_JSON}")
   tokenizer_json = tokenizer.read_text()
   vocab = Tokenizer.from_str(tokenizer_json).get_vocab_size()
   if vocab != arch.vocab_size:
@@ -104,15 +104,13 @@ class LMSource:
 
 def locate(path: str) -> LMSource:
   root = epath.Path(path)
-  if not (root / encoders.CONFIG_JSON).exists():
-    raise FileNotFoundError(f"{path} is not a memjax checkpoint folder (no {encoders.CONFIG_JSON}); "
-                            "convert a Hugging Face model first: python -m memjax.convert hf-llama SRC DST")
-  cfg = ml_collections.ConfigDict(json.loads((root / encoders.CONFIG_JSON).read_text()))
-  if cfg.task == "clm":
-    arch, tie, trunk = models.encoder_config(cfg), bool(cfg.model.get("tie_embeddings", False)), "encoder"
-  elif cfg.task == "memory" and cfg.memory.kind in ("parallel", "none"):
-    arch = stack_config(cfg.decoder, length=models.decoder_length(cfg), vocab_size=cfg.data.vocab_size)
-    tie, trunk = bool(cfg.decoder.get("tie_embeddings", False)), "decoder"
+  cfg = run_folder.read_config(root, "a memjax checkpoint folder; convert a Hugging Face model first: "
+                            "python -m memjax.convert hf-llama SRC DST")
+  spec = models.model_spec(cfg)
+  trunk = spec.trunk
+  if trunk:
+    arch, section = (spec.encoder, cfg.model) if trunk == "encoder" else (spec.decoder, cfg.decoder)
+    tie = bool(section.get("tie_embeddings", False))
   else:
     raise ValueError(f"{path} holds a {cfg.task!r} run, which has no causal LM to read (a converted "
                      "model, a clm run or a parallel/none memory model's decoder)")
@@ -125,12 +123,9 @@ def locate(path: str) -> LMSource:
     if source.exists():
       hf_config = json.loads(source.read_text()).get("hf_config", {})
   scale = arch.lora_alpha / arch.lora_rank if arch.lora_rank else 0.0
-  tokenizer = root / encoders.TOKENIZER_JSON
-  if not tokenizer.exists():
-    raise FileNotFoundError(f"{path} has no {encoders.TOKENIZER_JSON}")
-  digest = tokenizers.digest(Tokenizer.from_str(tokenizer.read_text()))
-  checkpoints = root / encoders.CHECKPOINTS
-  return LMSource(root, checkpoints, encoders.latest_step(checkpoints), arch.replace(lora_rank=0),
+  digest = run_folder.tokenizer_digest(root)
+  checkpoints = root / CHECKPOINTS
+  return LMSource(root, checkpoints, run_folder.latest_step(checkpoints), arch.replace(lora_rank=0),
                   tie, trunk, scale, digest, hf_config)
 
 
@@ -174,7 +169,7 @@ def to_hf(src: str, dst: str) -> epath.Path:
   save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
   config = hf_llama.write_config(source.arch, source.tie, source.hf_config)
   (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-  (out_dir / encoders.TOKENIZER_JSON).write_text((source.directory / encoders.TOKENIZER_JSON).read_text())
+  (out_dir / TOKENIZER_JSON).write_text((source.directory / TOKENIZER_JSON).read_text())
   return out_dir
 
 
@@ -193,7 +188,7 @@ def adapters_only(trainable: dict[str, Any], frozen: dict[str, Any], cfg: Any) -
 
 
 def _check_decoder(source: LMSource, cfg: Any, where: str) -> StackConfig:
-  configured = stack_config(cfg.decoder, length=models.decoder_length(cfg), vocab_size=cfg.data.vocab_size)
+  configured = models.model_spec(cfg).decoder
   stored = {k: v for k, v in source.arch.to_dict().items() if k not in NOT_COMPARED}
   wanted = {k: v for k, v in configured.to_dict().items() if k not in NOT_COMPARED}
   differences = [f"{k}: checkpoint {stored[k]!r}, config {wanted[k]!r}" for k in sorted(stored)
@@ -269,7 +264,7 @@ def _load_decoder(source: LMSource, target: dict[str, Any], cfg: Any,
   _check_decoder(source, cfg, path)
   if source.tokenizer_digest != tokenizer_digest:
     raise ValueError(f"the decoder in {path} was trained with a different tokenizer than this run's; "
-                     f"set data.tokenizer={path}/{encoders.TOKENIZER_JSON}")
+                     f"set data.tokenizer={path}/{TOKENIZER_JSON}")
   mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
   try:
     return checkpoint.restore_arrays(mngr, source.step, {"params": target})["params"]

@@ -150,6 +150,7 @@ class Program:
     return self._train_steps[key]
 
   def eval_step(self, objective: str) -> steps.EvalStep:
+    """The jitted eval step of the objective a stage names (its key in `objectives`)."""
     if objective not in self._eval_steps:
       step = steps.make_eval_step(self.graphdef, self.objectives[objective], self.compute_dtype)
       self._eval_steps[objective] = steps.jit_eval_step(step, self.shardings, self.mesh)

@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from etils import epath
-from tokenizers import Tokenizer
 
-from memjax.data import tokenizer as tokenizers
-from memjax.training import checkpoint, encoders
+from memjax.training import checkpoint, run_folder
 
 
 def load(path: str, params: dict[str, Any], target: dict[str, Any], tokenizer_digest: str) -> dict[str, Any]:
@@ -24,13 +22,12 @@ def load(path: str, params: dict[str, Any], target: dict[str, Any], tokenizer_di
   `target` holds the abstract (sharded) arrays of `params`.
   """
   root = epath.Path(path)
-  if not (root / encoders.CONFIG_JSON).exists():
-    raise FileNotFoundError(f"train.init_from={path!r} is not a memjax workdir (no {encoders.CONFIG_JSON})")
-  tokenizer = Tokenizer.from_str((root / encoders.TOKENIZER_JSON).read_text())
-  if tokenizers.digest(tokenizer) != tokenizer_digest:
+  if not (root / run_folder.CONFIG_JSON).exists():
+    raise FileNotFoundError(f"train.init_from={path!r} is not a memjax workdir (no {run_folder.CONFIG_JSON})")
+  if run_folder.tokenizer_digest(root) != tokenizer_digest:
     raise ValueError(f"train.init_from={path!r} was trained with a different tokenizer than this run's")
   missing = f"train.init_from={path!r} holds no checkpoint"
-  with checkpoint.latest(root / encoders.CHECKPOINTS, missing) as (mngr, step):
+  with checkpoint.latest(root / run_folder.CHECKPOINTS, missing) as (mngr, step):
     stored = checkpoint.stored_shapes(mngr, step)
     groups = [key for key in params if any(name.startswith(f"params/{key}/") for name in stored)]
     if not groups:
