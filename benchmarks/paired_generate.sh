@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Interleaved memjax / Hugging Face decode runs at the `bench` shape (full-context model), one JSON
 # line per run and context length, then the paired ratios of decode tokens/s per context.
-#   benchmarks/paired_generate.sh PAIRS OUT_PREFIX [CONTEXTS] [MEMJAX_PYTHON] [TORCH_PYTHON]
+#   [THREADS=2] benchmarks/paired_generate.sh PAIRS OUT_PREFIX [CONTEXTS] [MEMJAX_PYTHON] [TORCH_PYTHON]
+# (THREADS: PyTorch's intra-op threads; XLA uses every core.)
 # e.g. benchmarks/paired_generate.sh 3 benchmarks/results/2026-12-03 1024,4096,16384 .venv/bin/python
 set -euo pipefail
 pairs=${1:?pairs} out=${2:?output prefix} contexts=${3:-1024,4096,16384}
-memjax_python=${4:-python} torch_python=${5:-${4:-python}}
-memjax_out="${out}_generate_memjax.jsonl" torch_out="${out}_generate_torch_hf.jsonl"
+memjax_python=${4:-python} torch_python=${5:-${4:-python}} threads=${THREADS:-2}
+memjax_out="${out}_generate_memjax.jsonl" torch_out="${out}_generate_torch_hf_threads${threads}.jsonl"
 for path in "$memjax_out" "$torch_out"; do
   [[ -e "$path" ]] && { echo "paired_generate.sh: $path exists; not overwriting it" >&2; exit 1; }
 done
 for ((i = 1; i <= pairs; i++)); do
   "$memjax_python" -m memjax.bench generate --models=full --contexts="$contexts" --train_steps=0 \
     | grep '"model": "full"' >> "$memjax_out"
-  "$torch_python" benchmarks/torch_generate.py --contexts="$contexts" --new_tokens=64 --threads=2 >> "$torch_out"
+  "$torch_python" benchmarks/torch_generate.py --contexts="$contexts" --new_tokens=64 --threads="$threads" >> "$torch_out"
 done
 "$memjax_python" - "$memjax_out" "$torch_out" <<'PY'
 import collections, json, statistics, sys

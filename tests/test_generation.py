@@ -184,3 +184,14 @@ def test_a_block_with_half_the_decode_methods_is_named():
 
   with pytest.raises(ValueError, match="OnlyDecode defines decode but not init_cache"):
     decoding.decodes_itself(OnlyDecode)
+
+
+def test_decode_attention_reads_only_the_filled_part_of_a_long_cache():
+  from memjax.models.transformer import decode_lengths
+
+  assert decode_lengths(1024) == (256, 512, 1024) and decode_lengths(16) == (16,)
+  model = CausalLM(config("transformer", 1024), rngs=nnx.Rngs(0))
+  # prefilled over 256 positions, then steps cross from 256 to 512 read positions
+  generator = assert_matches_full_forward(model, 1024, [list(range(1, 251)), [7]], 8)
+  assert generator.step_fn._cache_size() == 1
+  assert_matches_full_forward(model, 1024, [[5] * 300], 2)  # prefilled over 512 positions

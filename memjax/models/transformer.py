@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from memjax.models.config import StackConfig
 from memjax.models import decoding
+from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 from memjax.models.init import LLAMA
 from memjax.models.lora import LoRADense
@@ -59,6 +59,9 @@ def rope_angles(length: int, head_dim: int, theta: float, **scaling) -> tuple[np
   angles_TxH2 = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]
   angles_TxH = np.concatenate([angles_TxH2, angles_TxH2], axis=-1)
   return np.cos(angles_TxH).astype(np.float32), np.sin(angles_TxH).astype(np.float32)
+
+
+DECODE_SHORTEST = 256  # positions the shortest decode attention reads
 
 
 @functools.lru_cache(maxsize=8)
@@ -218,15 +221,41 @@ class Attention(nnx.Module):
     v_RxTxH = decoding.write(cache["v"], rows(v_BxSxKxH), positions_BxS[:, 0])
     # The G query heads that read kv head k (as HF `repeat_kv`) stacked along the query axis.
     q_RxGSxH = (q_BxSxNxH * H**-0.5).reshape(B, S, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * S, H)
-    # Scores and softmax in float32 whatever the cache dtype; products read the cache as it is.
-    scores_RxGSxT = jnp.einsum("rqh,rth->rqt", q_RxGSxH.astype(k_RxTxH.dtype), k_RxTxH,
-                               preferred_element_type=jnp.float32)
-    visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
-    scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_RxGSxT.reshape(B, K, G * S, T), -jnp.inf)
-    probs_RxGSxT = jax.nn.softmax(scores_BxKxGSxT, axis=-1).reshape(B * K, G * S, T)
-    out_RxGSxH = jnp.einsum("rqt,rth->rqh", probs_RxGSxT.astype(v_RxTxH.dtype), v_RxTxH)
+    # Only the cache's filled part is read: the shortest of a few lengths that holds every new position.
+    lengths = decode_lengths(T)
+    attend = lambda length: lambda q, k, v: _cached_attention(q, k[:, :length], v[:, :length], positions_BxS, G)
+    if len(lengths) == 1:
+      out_RxGSxH = attend(T)(q_RxGSxH, k_RxTxH, v_RxTxH)
+    else:
+      needed = jnp.max(positions_BxS[:, -1]) + 1
+      choice = jnp.searchsorted(jnp.asarray(lengths), needed)
+      out_RxGSxH = jax.lax.switch(choice, [attend(n) for n in lengths], q_RxGSxH, k_RxTxH, v_RxTxH)
     out_BxSxNH = out_RxGSxH.reshape(B, K, G, S, H).transpose(0, 3, 1, 2, 4).reshape(B, S, N * H)
     return self.o(out_BxSxNH.astype(x_BxSxD.dtype)), {"k": k_RxTxH, "v": v_RxTxH}
+
+
+def decode_lengths(cache_length: int, shortest: int = DECODE_SHORTEST) -> tuple[int, ...]:
+  """The cache lengths decode attention reads: powers of two from `shortest` up to half the cache,
+  then the whole cache (a handful of branches of one compiled step, never one compile per length)."""
+  lengths = []
+  while (lengths[-1] * 2 if lengths else shortest) <= cache_length // 2:
+    lengths.append(lengths[-1] * 2 if lengths else shortest)
+  return (*lengths, cache_length)
+
+
+def _cached_attention(q_RxGSxH: jax.Array, k_RxTxH: jax.Array, v_RxTxH: jax.Array,
+                      positions_BxS: jax.Array, G: int) -> jax.Array:
+  """Stacked queries [B*K, G*S, H] over a cache's first T positions, each attending to those at or
+  before its own; scores and softmax in float32 whatever the cache dtype (products read it as is)."""
+  B, S = positions_BxS.shape
+  R, GS, H = q_RxGSxH.shape
+  T = k_RxTxH.shape[1]
+  scores_RxGSxT = jnp.einsum("rqh,rth->rqt", q_RxGSxH.astype(k_RxTxH.dtype), k_RxTxH,
+                             preferred_element_type=jnp.float32)
+  visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
+  scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_RxGSxT.reshape(B, R // B, GS, T), -jnp.inf)
+  probs_RxGSxT = jax.nn.softmax(scores_BxKxGSxT, axis=-1).reshape(R, GS, T)
+  return jnp.einsum("rqt,rth->rqh", probs_RxGSxT.astype(v_RxTxH.dtype), v_RxTxH)
 
 
 @jax.custom_vjp
