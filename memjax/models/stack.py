@@ -21,7 +21,8 @@ BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock
 
 def block_class(family: str) -> type[nnx.Module]:
   """A family's block: built-in, or user code 'package.module:Block', a module built as
-  `Block(cfg: StackConfig, *, rngs)` mapping [B, T, D] -> [B, T, D] (causally, for causal towers)."""
+  `Block(cfg: StackConfig, *, rngs)` mapping [B, T, D] -> [B, T, D] (causally, for causal towers),
+  optionally with the decode methods of memjax.models.decoding (else generation re-runs it)."""
   if family in BLOCKS:
     return BLOCKS[family]
   block = importing.load(family, "model family")
