@@ -163,3 +163,35 @@ def test_benchmark_cache_sizes_by_hand():
   assert sizes["full"] == 4352 * per_position
   assert sizes["memory"] == (16 + 256) * per_position  # 16 memory slots (17 chunks) + one chunk
   assert sizes["recurrent"] == (1 + 256) * per_position
+
+
+@pytest.mark.parametrize("kind", ["clm", "parallel"])
+def test_a_user_block_family_without_decode_methods_decodes_by_its_forward(kind):
+  # tests/user_objectives.py's block has only __call__: the stack re-runs it over its cached inputs
+  family = "user_objectives:CausalMeanBlock"
+  model = (CausalLM(config(family, K * L), rngs=nnx.Rngs(0)) if kind == "clm"
+           else MemoryModel(config(family, L, d=8), config(family, K - 1 + L), chunks=K, rngs=nnx.Rngs(0)))
+  assert not (model.encoder if kind == "clm" else model.decoder).stack.decodes_itself()
+  assert_matches_full_forward(model, K * L, PROMPTS, 7)
+
+
+def test_a_block_with_half_the_decode_methods_is_named():
+  from memjax.models import decoding
+
+  class OnlyDecode(nnx.Module):
+    def decode(self, x_BxSxD, cache, positions_BxS):
+      return x_BxSxD, cache
+
+  with pytest.raises(ValueError, match="OnlyDecode defines decode but not init_cache"):
+    decoding.decodes_itself(OnlyDecode)
+
+
+def test_decode_attention_reads_only_the_filled_part_of_a_long_cache():
+  from memjax.models.transformer import decode_lengths
+
+  assert decode_lengths(1024) == (256, 512, 1024) and decode_lengths(16) == (16,)
+  model = CausalLM(config("transformer", 1024), rngs=nnx.Rngs(0))
+  # prefilled over 256 positions, then steps cross from 256 to 512 read positions
+  generator = assert_matches_full_forward(model, 1024, [list(range(1, 251)), [7]], 8)
+  assert generator.step_fn._cache_size() == 1
+  assert_matches_full_forward(model, 1024, [[5] * 300], 2)  # prefilled over 512 positions

@@ -1,8 +1,9 @@
 """Incremental decoding of every causal memjax model, over the trained modules' own parameters.
 
-`extend` runs a block stack on a few new positions per sequence (a prompt block, one token, or a
-memory prefix) against its cache. On top of it, one `Decoding` per model family holds the state a
-model needs between tokens, as a pytree of arrays with static shapes:
+The model's block stack decodes itself (`Stack.decode`: each block over its own cache slice) a few
+new positions per sequence at a time: a prompt block, one token, or a memory prefix. On top of it,
+one `Decoding` per model family holds the state a model needs between tokens, as a pytree of arrays
+with static shapes:
 
 - `CausalDecoding` (causal LMs and memory.kind=full): one cache over all positions.
 - `MemoryDecoding` (the parallel memory model and its no-memory control): the memories, the current
@@ -24,90 +25,15 @@ import numpy as np
 from flax import nnx
 
 from memjax.generation import cache as cache_lib
-from memjax.models import mixer as mixer_lib
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
 from memjax.models.recurrent import RecurrentMemoryModel
-from memjax.models.stack import Stack, TokenEncoder, logits_from
-from memjax.models.transformer import apply_rope, rope_angles
+from memjax.models.stack import TokenEncoder, logits_from
 
 State = dict
 
 
-# ------------------------------------------------------------------------------ one stack
-
-
-def _attention_layer(block, k_BxKxTxH, v_BxKxTxH, x_BxSxD, positions_BxS, cos_TxH, sin_TxH):
-  attn = block.attn
-  B, S, _ = x_BxSxD.shape
-  N, K, H = attn.n_heads, attn.kv_heads, attn.head_dim
-  G, T = N // K, k_BxKxTxH.shape[2]
-  h_BxSxD = block.attn_norm(x_BxSxD)
-  cos_BxSxH, sin_BxSxH = cos_TxH[positions_BxS], sin_TxH[positions_BxS]
-  q_BxSxNxH = apply_rope(attn.q(h_BxSxD).reshape(B, S, N, H), cos_BxSxH, sin_BxSxH)
-  k_BxSxKxH = apply_rope(attn.k(h_BxSxD).reshape(B, S, K, H), cos_BxSxH, sin_BxSxH)
-  v_BxSxKxH = attn.v(h_BxSxD).reshape(B, S, K, H)
-  k_BxKxTxH = cache_lib.write(k_BxKxTxH, k_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
-  v_BxKxTxH = cache_lib.write(v_BxKxTxH, v_BxSxKxH.transpose(0, 2, 1, 3), positions_BxS[:, 0])
-  # The G query heads that read kv head k (as HF `repeat_kv`) stacked along the query axis.
-  q_BxKxGSxH = (q_BxSxNxH * H**-0.5).reshape(B, S, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * S, H)
-  scores_BxKxGSxT = jnp.einsum("bkqh,bkth->bkqt", q_BxKxGSxH, k_BxKxTxH)
-  visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
-  scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_BxKxGSxT, -jnp.inf)
-  probs_BxKxGSxT = jax.nn.softmax(scores_BxKxGSxT.astype(jnp.float32), axis=-1).astype(v_BxKxTxH.dtype)
-  out_BxKxGSxH = jnp.einsum("bkqt,bkth->bkqh", probs_BxKxGSxT, v_BxKxTxH)
-  out_BxSxNH = out_BxKxGSxH.reshape(B, K, G, S, H).transpose(0, 3, 1, 2, 4).reshape(B, S, N * H)
-  x_BxSxD = x_BxSxD + attn.o(out_BxSxNH)
-  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), k_BxKxTxH, v_BxKxTxH
-
-
-def _mixer_layer(block, z_BxNxTxF, x_BxSxD, positions_BxS):
-  mix = block.mix
-  B, S, D = x_BxSxD.shape
-  n, T = z_BxNxTxF.shape[1], z_BxNxTxF.shape[2]
-  h_BxSxD = block.mix_norm(x_BxSxD)
-  z_BxSxD = mix.proj(h_BxSxD) if mix.heads else h_BxSxD
-  z_BxNxTxF = cache_lib.write(z_BxNxTxF, z_BxSxD.reshape(B, S, n, D // n).transpose(0, 2, 1, 3),
-                              positions_BxS[:, 0])
-  rows_NxKxBxSxT = mix.weight[...][:, :, positions_BxS, :T]  # the map's rows of the new positions
-  visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
-  rows_NxKxBxSxT = jnp.where(visible_BxSxT, rows_NxKxBxSxT, 0)
-  if mix.kernel == 1:
-    y_BxNxSxF = jnp.einsum("nbst,bntf->bnsf", rows_NxKxBxSxT[:, 0], z_BxNxTxF)
-  else:
-    taps_BxNxKxTxF = jax.vmap(mixer_lib.shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, mix.kernel)
-    y_BxNxSxF = jnp.einsum("nkbst,bnktf->bnsf", rows_NxKxBxSxT, taps_BxNxKxTxF)
-  y_BxNxSxF = y_BxNxSxF + mix.bias[...][:, positions_BxS].transpose(1, 0, 2)[..., None]
-  y_BxSxD = y_BxNxSxF.transpose(0, 2, 1, 3).reshape(B, S, D)
-  x_BxSxD = x_BxSxD + (mix.out(y_BxSxD) if mix.heads else y_BxSxD)
-  return x_BxSxD + block.mlp(block.mlp_norm(x_BxSxD)), z_BxNxTxF
-
-
-def extend(stack: Stack, cache: cache_lib.StackCache, x_BxSxD: jax.Array,
-           start_B: jax.Array) -> tuple[cache_lib.StackCache, jax.Array]:
-  """Runs `stack` on inputs at positions start[b] .. start[b]+S-1, reading and writing `cache`.
-
-  Returns the new cache and the hidden states [B, S, D] (after the final norm), equal to those the
-  full forward pass computes at these positions when the cache holds the earlier ones.
-  """
-  graphdef, layers = nnx.split(stack.blocks)
-  positions_BxS = start_B[:, None] + jnp.arange(x_BxSxD.shape[1])[None, :]
-  new = {key: [] for key in cache}
-  if cache_lib.is_transformer(stack):
-    attn = stack.blocks.attn
-    cos_TxH, sin_TxH = map(jnp.asarray, rope_angles(cache["k"][0].shape[2], attn.head_dim,
-                                                    stack.blocks.rope_theta,
-                                                    **dict(stack.blocks.rope_scaling)))
-  for i in range(stack.n_layers):
-    block = nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers))
-    if "k" in cache:
-      x_BxSxD, k, v = _attention_layer(block, cache["k"][i], cache["v"][i], x_BxSxD, positions_BxS,
-                                       cos_TxH, sin_TxH)
-      new["k"].append(k), new["v"].append(v)
-    else:
-      x_BxSxD, z = _mixer_layer(block, cache["z"][i], x_BxSxD, positions_BxS)
-      new["z"].append(z)
-  return new, (stack.norm(x_BxSxD) if stack.norm is not None else x_BxSxD)
+# ------------------------------------------------------------------------------ helpers
 
 
 def _at(x_BxSxF: jax.Array, index_B: jax.Array) -> jax.Array:
@@ -116,9 +42,11 @@ def _at(x_BxSxF: jax.Array, index_B: jax.Array) -> jax.Array:
 
 
 def _select(mask_B: jax.Array, new, old):
-  """Per sequence: the new pytree where mask[b], else the old one."""
+  """Per sequence: the new pytree where mask[b], else the old one. Leaves lead with the batch axis
+  or with sequence-major rows of several per sequence (the heads of a cache)."""
   def pick(a, b):
-    return jnp.where(mask_B.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+    mask_R = jnp.repeat(mask_B, a.shape[0] // mask_B.shape[0])
+    return jnp.where(mask_R.reshape(-1, *([1] * (a.ndim - 1))), a, b)
   return jax.tree.map(pick, new, old)
 
 
@@ -143,7 +71,7 @@ class CausalDecoding:
     return min(bucket, cache_len)
 
   def init(self, model: CausalLM, batch: int, cache_len: int) -> State:
-    return {"cache": cache_lib.stack_cache(model.encoder.stack, batch, cache_len),
+    return {"cache": cache_lib.stack_cache(model.encoder, batch, cache_len),
             "length": jnp.zeros((batch,), jnp.int32)}
 
   def _logits(self, model: CausalLM, hidden_BxD: jax.Array) -> jax.Array:
@@ -157,7 +85,7 @@ class CausalDecoding:
     def one_block(carry, start):
       cache, hidden_BxD = carry
       x_BxSxD = model.encoder.embed(jax.lax.dynamic_slice_in_dim(prompt_BxP, start, block, axis=1))
-      cache, h_BxSxD = extend(model.encoder.stack, cache, x_BxSxD, jnp.full((B,), start))
+      h_BxSxD, cache = model.encoder.stack.decode(x_BxSxD, cache, jnp.full((B,), start))
       last_B = lengths_B - 1 - start
       inside_B = (last_B >= 0) & (last_B < block)
       hidden_BxD = jnp.where(inside_B[:, None], _at(h_BxSxD, jnp.clip(last_B, 0, block - 1)), hidden_BxD)
@@ -169,7 +97,7 @@ class CausalDecoding:
 
   def step(self, model: CausalLM, state: State, token_B: jax.Array):
     x_Bx1xD = model.encoder.embed(token_B[:, None])
-    cache, h_Bx1xD = extend(model.encoder.stack, state["cache"], x_Bx1xD, state["length"])
+    h_Bx1xD, cache = model.encoder.stack.decode(x_Bx1xD, state["cache"], state["length"])
     return {"cache": cache, "length": state["length"] + 1}, self._logits(model, h_Bx1xD[:, 0])
 
 
@@ -188,7 +116,7 @@ class MemoryDecoding:
 
   def init(self, model: MemoryModel, batch: int, cache_len: int) -> State:
     S, L = self.slots, self.chunk
-    return {"cache": cache_lib.stack_cache(model.decoder.stack, batch, S + L),
+    return {"cache": cache_lib.stack_cache(model.decoder, batch, S + L),
             "memories": jnp.zeros((batch, S, model.d_model), jnp.float32),
             "chunk": jnp.zeros((batch, L), jnp.int32),  # the current chunk's tokens
             "index": jnp.zeros((batch,), jnp.int32),  # which chunk is current
@@ -206,13 +134,13 @@ class MemoryDecoding:
     S, B = self.slots, state["index"].shape[0]
     visible_BxS = jnp.arange(S)[None, :] < state["index"][:, None]
     inputs_BxSxD = jnp.where(visible_BxS[..., None], state["memories"], model.pad_value)
-    cache, _ = extend(model.decoder.stack, state["cache"], inputs_BxSxD, jnp.zeros((B,), jnp.int32))
+    _, cache = model.decoder.stack.decode(inputs_BxSxD, state["cache"], jnp.zeros((B,), jnp.int32))
     return state | {"cache": cache}
 
   def _tokens(self, model: MemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
     """Decodes tokens at the current chunk's fill offset; returns (state, hidden at the last one)."""
     start_B = self._token_start(model, state["index"]) + state["fill"]
-    cache, h_BxNxD = extend(model.decoder.stack, state["cache"], model.decoder.embed(tokens_BxN), start_B)
+    h_BxNxD, cache = model.decoder.stack.decode(model.decoder.embed(tokens_BxN), state["cache"], start_B)
     return state | {"cache": cache, "fill": state["fill"] + count_B}, _at(h_BxNxD, count_B - 1)
 
   def _logits(self, model: MemoryModel, hidden_BxD: jax.Array) -> jax.Array:
@@ -267,18 +195,18 @@ class RecurrentDecoding:
 
   def init(self, model: RecurrentMemoryModel, batch: int, cache_len: int) -> State:
     zeros_BxD = jnp.zeros((batch, model.d_model), jnp.float32)
-    return {"cache": cache_lib.stack_cache(model.decoder.stack, batch, 1 + self.chunk),
+    return {"cache": cache_lib.stack_cache(model.decoder, batch, 1 + self.chunk),
             "hidden": zeros_BxD,  # the decoder's output at the last decoded position
             "fill": jnp.zeros((batch,), jnp.int32)}
 
   def _start_chunk(self, model: RecurrentMemoryModel, state: State, memory_BxD: jax.Array) -> State:
     B = memory_BxD.shape[0]
-    cache, _ = extend(model.decoder.stack, state["cache"], memory_BxD[:, None], jnp.zeros((B,), jnp.int32))
+    _, cache = model.decoder.stack.decode(memory_BxD[:, None], state["cache"], jnp.zeros((B,), jnp.int32))
     return state | {"cache": cache, "fill": jnp.zeros((B,), jnp.int32)}
 
   def _tokens(self, model: RecurrentMemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
     decoder: TokenEncoder = model.decoder
-    cache, h_BxNxD = extend(decoder.stack, state["cache"], decoder.embed(tokens_BxN), 1 + state["fill"])
+    h_BxNxD, cache = decoder.stack.decode(decoder.embed(tokens_BxN), state["cache"], 1 + state["fill"])
     hidden_BxD = _at(h_BxNxD, count_B - 1)
     state = state | {"cache": cache, "fill": state["fill"] + count_B, "hidden": hidden_BxD}
     return state, logits_from(hidden_BxD[:, None], model.head, None)[:, 0]
@@ -313,8 +241,11 @@ Decoding = CausalDecoding | MemoryDecoding | RecurrentDecoding
 
 def for_model(model: nnx.Module, context: int, *, prefill_block: int = 1024) -> Decoding:
   """The decoding of a model that holds `context` tokens (its training data.n_ctx)."""
+  tower = getattr(model, "decoder", None) if not isinstance(model, CausalLM) else model.encoder
+  if isinstance(tower, TokenEncoder):
+    tower.stack.decodes_itself()  # a block family with half the decode methods is named here
   if isinstance(model, CausalLM):
-    limit = cache_lib.max_length(model.encoder.stack)
+    limit = model.encoder.stack.max_length()
     if limit is not None and context > limit:
       raise ValueError(f"this mixer holds {limit} tokens, not {context}")
     return CausalDecoding(context, prefill_block)

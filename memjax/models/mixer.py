@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from memjax.models import decoding
 from memjax.models.config import StackConfig
 from memjax.models.init import torch_linear, torch_uniform
 
@@ -58,6 +59,42 @@ class TokenMixing(nnx.Module):
     y_BxTxD = y_BxNxTxF.transpose(0, 2, 1, 3).reshape(B, T, D)
     return self.out(y_BxTxD) if self.heads else y_BxTxD
 
+  @property
+  def max_length(self) -> int:
+    """Positions the map spans: the most a decode cache may hold."""
+    return self.weight.shape[-1]
+
+  def init_cache(self, batch: int, length: int, width: int,
+                 dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
+    """The (projected) inputs of width `width` at `length` positions per mixing head, [B*n, T, D/n]
+    (rows: sequence-major heads): position i's output is a fixed weighted sum of those at <= i."""
+    if length > self.max_length:
+      raise ValueError(f"a mixer of {self.max_length} positions cannot hold a cache of {length} positions")
+    n_maps = max(self.heads, 1)
+    return {"z": jnp.zeros((batch * n_maps, length, width // n_maps), dtype or self.weight[...].dtype)}
+
+  def decode(self, x_BxSxD: jax.Array, cache: dict[str, jax.Array],
+             positions_BxS: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`__call__` at S new positions per sequence, reading and writing the inputs in `cache`."""
+    B, S, D = x_BxSxD.shape
+    n = max(self.heads, 1)
+    T = cache["z"].shape[1]
+    z_BxSxD = self.proj(x_BxSxD) if self.heads else x_BxSxD
+    z_RxSxF = z_BxSxD.reshape(B, S, n, D // n).transpose(0, 2, 1, 3).reshape(B * n, S, D // n)
+    z_RxTxF = decoding.write(cache["z"], z_RxSxF, positions_BxS[:, 0])
+    z_BxNxTxF = z_RxTxF.reshape(B, n, T, D // n)
+    rows_NxKxBxSxT = self.weight[...][:, :, positions_BxS, :T]  # the map's rows of the new positions
+    visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
+    rows_NxKxBxSxT = jnp.where(visible_BxSxT, rows_NxKxBxSxT, 0)
+    if self.kernel == 1:
+      y_BxNxSxF = jnp.einsum("nbst,bntf->bnsf", rows_NxKxBxSxT[:, 0], z_BxNxTxF)
+    else:
+      taps_BxNxKxTxF = jax.vmap(shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, self.kernel)
+      y_BxNxSxF = jnp.einsum("nkbst,bnktf->bnsf", rows_NxKxBxSxT, taps_BxNxKxTxF)
+    y_BxNxSxF = y_BxNxSxF + self.bias[...][:, positions_BxS].transpose(1, 0, 2)[..., None]
+    y_BxSxD = y_BxNxSxF.transpose(0, 2, 1, 3).reshape(B, S, D)
+    return (self.out(y_BxSxD) if self.heads else y_BxSxD), {"z": z_RxTxF}
+
 
 class MixerMLP(nnx.Module):
 
@@ -89,3 +126,17 @@ class MixerBlock(nnx.Module):
     del mask_BxT
     x_BxTxD = x_BxTxD + self.mix(self.mix_norm(x_BxTxD))
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+
+  @property
+  def max_length(self) -> int:
+    return self.mix.max_length
+
+  def init_cache(self, batch: int, length: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
+    return self.mix.init_cache(batch, length, self.mlp.up.in_features, dtype)
+
+  def decode(self, x_BxSxD: jax.Array, cache: dict[str, jax.Array],
+             positions_BxS: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`__call__` at S new positions per sequence given the cache of the earlier ones."""
+    out_BxSxD, cache = self.mix.decode(self.mix_norm(x_BxSxD), cache, positions_BxS)
+    x_BxSxD = x_BxSxD + out_BxSxD
+    return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD)), cache

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax import importing
-from memjax.models import init, mixer, transformer
+from memjax.models import decoding, init, mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 
@@ -21,7 +21,8 @@ BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock
 
 def block_class(family: str) -> type[nnx.Module]:
   """A family's block: built-in, or user code 'package.module:Block', a module built as
-  `Block(cfg: StackConfig, *, rngs)` mapping [B, T, D] -> [B, T, D] (causally, for causal towers)."""
+  `Block(cfg: StackConfig, *, rngs)` mapping [B, T, D] -> [B, T, D] (causally, for causal towers),
+  optionally with the decode methods of memjax.models.decoding (else generation re-runs it)."""
   if family in BLOCKS:
     return BLOCKS[family]
   block = importing.load(family, "model family")
@@ -66,6 +67,48 @@ class Stack(nnx.Module):
       for i in range(self.n_layers):
         x_BxTxD = apply_block(x_BxTxD, jax.tree.map(lambda w: w[i], layers))
     return self.norm(x_BxTxD) if self.norm is not None else x_BxTxD
+
+  # ---------------------------------------------------------------- incremental decoding
+
+  def decodes_itself(self) -> bool:
+    """Whether the blocks decode over caches of their own (else `decode` re-runs the forward)."""
+    return decoding.decodes_itself(type(self.blocks))
+
+  def max_length(self) -> int | None:
+    """Positions a decode cache may hold: a mixer's map length; None (unbounded) otherwise."""
+    return getattr(self.blocks, "max_length", None)
+
+  def init_cache(self, batch: int, length: int, width: int, dtype: jnp.dtype | None = None) -> list:
+    """Each layer's decode cache for `length` positions (the fallback's: the stack's inputs, of
+    width `width`), a list of pytrees."""
+    if not self.decodes_itself():
+      return [{"x": jnp.zeros((batch, length, width), dtype or jnp.float32)}]
+    graphdef, layers = nnx.split(self.blocks)
+    return [nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers)).init_cache(batch, length, dtype)
+            for i in range(self.n_layers)]
+
+  def decode(self, x_BxSxD: jax.Array, cache: list, start_B: jax.Array) -> tuple[jax.Array, list]:
+    """The stack at positions start[b] .. start[b]+S-1 of each sequence, given `cache` (from
+    `init_cache`) of the earlier ones: the hidden states [B, S, D] (after the final norm) that
+    `__call__` computes there on the whole sequence, and the cache with these positions written."""
+    positions_BxS = start_B[:, None] + jnp.arange(x_BxSxD.shape[1])[None, :]
+    if not self.decodes_itself():
+      return self._decode_by_forward(x_BxSxD, cache, positions_BxS)
+    graphdef, layers = nnx.split(self.blocks)
+    new = []
+    for i in range(self.n_layers):
+      block = nnx.merge(graphdef, jax.tree.map(lambda w: w[i], layers))
+      x_BxSxD, layer_cache = block.decode(x_BxSxD, cache[i], positions_BxS)
+      new.append(layer_cache)
+    return (self.norm(x_BxSxD) if self.norm is not None else x_BxSxD), new
+
+  def _decode_by_forward(self, x_BxSxD: jax.Array, cache: list,
+                         positions_BxS: jax.Array) -> tuple[jax.Array, list]:
+    """For block families without decode methods: keeps the inputs of every position and re-runs
+    the whole (causal) stack on them, at a full forward's cost per step."""
+    x_BxTxD = decoding.write(cache[0]["x"], x_BxSxD, positions_BxS[:, 0])
+    h_BxTxD = self(x_BxTxD)
+    return jnp.take_along_axis(h_BxTxD, positions_BxS[:, :, None], axis=1), [{"x": x_BxTxD}]
 
 
 class TokenEncoder(nnx.Module):

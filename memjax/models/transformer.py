@@ -6,11 +6,14 @@ pre-norm residual blocks, RMSNorm eps 1e-6, RoPE theta 10000, SwiGLU hidden 4d, 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from memjax.models import decoding
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 from memjax.models.init import LLAMA
@@ -56,6 +59,16 @@ def rope_angles(length: int, head_dim: int, theta: float, **scaling) -> tuple[np
   angles_TxH2 = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]
   angles_TxH = np.concatenate([angles_TxH2, angles_TxH2], axis=-1)
   return np.cos(angles_TxH).astype(np.float32), np.sin(angles_TxH).astype(np.float32)
+
+
+DECODE_SHORTEST = 256  # positions the shortest decode attention reads
+
+
+@functools.lru_cache(maxsize=8)
+def _rope_table(length: int, head_dim: int, theta: float,
+                scaling: tuple[tuple[str, object], ...]) -> tuple[np.ndarray, np.ndarray]:
+  """`rope_angles` of a decode cache's positions, computed once per process, not once per layer."""
+  return rope_angles(length, head_dim, theta, **dict(scaling))
 
 
 def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> jax.Array:
@@ -183,6 +196,67 @@ class Attention(nnx.Module):
     out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT)
     return self.o(out_BxTxNxH.reshape(B, T, self.n_heads * self.head_dim))
 
+  def init_cache(self, batch: int, length: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
+    """Rotated keys and values of `length` positions, [B*K, T, H] each (rows: sequence-major heads).
+
+    Three axes, so decode attention reads the cache as plain batched matrix products: XLA:CPU
+    copies a donated four-axis cache whole every step to feed it, reshaped, to a product.
+    """
+    dtype = dtype or self.k.kernel[...].dtype
+    shape = (batch * self.kv_heads, length, self.head_dim)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+  def decode(self, x_BxSxD: jax.Array, cache: dict[str, jax.Array], positions_BxS: jax.Array,
+             cos_BxSxH: jax.Array, sin_BxSxH: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`__call__` at S new positions per sequence (consecutive, from positions[:, 0]), reading and
+    writing the keys and values of `cache`; a position attends to those at or before it."""
+    B, S, _ = x_BxSxD.shape
+    N, K, H = self.n_heads, self.kv_heads, self.head_dim
+    G, T = N // K, cache["k"].shape[1]
+    q_BxSxNxH = apply_rope(self.q(x_BxSxD).reshape(B, S, N, H), cos_BxSxH, sin_BxSxH)
+    k_BxSxKxH = apply_rope(self.k(x_BxSxD).reshape(B, S, K, H), cos_BxSxH, sin_BxSxH)
+    v_BxSxKxH = self.v(x_BxSxD).reshape(B, S, K, H)
+    rows = lambda x_BxSxKxH: x_BxSxKxH.transpose(0, 2, 1, 3).reshape(B * K, S, H)
+    k_RxTxH = decoding.write(cache["k"], rows(k_BxSxKxH), positions_BxS[:, 0])
+    v_RxTxH = decoding.write(cache["v"], rows(v_BxSxKxH), positions_BxS[:, 0])
+    # The G query heads that read kv head k (as HF `repeat_kv`) stacked along the query axis.
+    q_RxGSxH = (q_BxSxNxH * H**-0.5).reshape(B, S, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * S, H)
+    # Only the cache's filled part is read: the shortest of a few lengths that holds every new position.
+    lengths = decode_lengths(T)
+    attend = lambda length: lambda q, k, v: _cached_attention(q, k[:, :length], v[:, :length], positions_BxS, G)
+    if len(lengths) == 1:
+      out_RxGSxH = attend(T)(q_RxGSxH, k_RxTxH, v_RxTxH)
+    else:
+      needed = jnp.max(positions_BxS[:, -1]) + 1
+      choice = jnp.searchsorted(jnp.asarray(lengths), needed)
+      out_RxGSxH = jax.lax.switch(choice, [attend(n) for n in lengths], q_RxGSxH, k_RxTxH, v_RxTxH)
+    out_BxSxNH = out_RxGSxH.reshape(B, K, G, S, H).transpose(0, 3, 1, 2, 4).reshape(B, S, N * H)
+    return self.o(out_BxSxNH.astype(x_BxSxD.dtype)), {"k": k_RxTxH, "v": v_RxTxH}
+
+
+def decode_lengths(cache_length: int, shortest: int = DECODE_SHORTEST) -> tuple[int, ...]:
+  """The cache lengths decode attention reads: powers of two from `shortest` up to half the cache,
+  then the whole cache (a handful of branches of one compiled step, never one compile per length)."""
+  lengths = []
+  while (lengths[-1] * 2 if lengths else shortest) <= cache_length // 2:
+    lengths.append(lengths[-1] * 2 if lengths else shortest)
+  return (*lengths, cache_length)
+
+
+def _cached_attention(q_RxGSxH: jax.Array, k_RxTxH: jax.Array, v_RxTxH: jax.Array,
+                      positions_BxS: jax.Array, G: int) -> jax.Array:
+  """Stacked queries [B*K, G*S, H] over a cache's first T positions, each attending to those at or
+  before its own; scores and softmax in float32 whatever the cache dtype (products read it as is)."""
+  B, S = positions_BxS.shape
+  R, GS, H = q_RxGSxH.shape
+  T = k_RxTxH.shape[1]
+  scores_RxGSxT = jnp.einsum("rqh,rth->rqt", q_RxGSxH.astype(k_RxTxH.dtype), k_RxTxH,
+                             preferred_element_type=jnp.float32)
+  visible_BxGSxT = jnp.tile(jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None], (1, G, 1))
+  scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_RxGSxT.reshape(B, R // B, GS, T), -jnp.inf)
+  probs_RxGSxT = jax.nn.softmax(scores_BxKxGSxT, axis=-1).reshape(R, GS, T)
+  return jnp.einsum("rqt,rth->rqh", probs_RxGSxT.astype(v_RxTxH.dtype), v_RxTxH)
+
 
 @jax.custom_vjp
 def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
@@ -230,6 +304,18 @@ class TransformerBlock(nnx.Module):
                                    **dict(self.rope_scaling))
     x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), cos_TxH, sin_TxH, mask_BxT)
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+
+  def init_cache(self, batch: int, length: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
+    return self.attn.init_cache(batch, length, dtype)
+
+  def decode(self, x_BxSxD: jax.Array, cache: dict[str, jax.Array],
+             positions_BxS: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`__call__` at S new positions per sequence given the cache of the earlier ones."""
+    cos_TxH, sin_TxH = _rope_table(cache["k"].shape[1], self.head_dim, self.rope_theta, self.rope_scaling)
+    cos_BxSxH, sin_BxSxH = jnp.asarray(cos_TxH)[positions_BxS], jnp.asarray(sin_TxH)[positions_BxS]
+    out_BxSxD, cache = self.attn.decode(self.attn_norm(x_BxSxD), cache, positions_BxS, cos_BxSxH, sin_BxSxH)
+    x_BxSxD = x_BxSxD + out_BxSxD
+    return x_BxSxD + self.mlp(self.mlp_norm(x_BxSxD)), cache
 
 
 def final_norm(cfg: StackConfig, rngs: nnx.Rngs) -> nnx.RMSNorm:
