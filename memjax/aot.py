@@ -33,6 +33,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_slices", 1, "Slices joined over the data-center network (multislice)")
   flags.DEFINE_float("min_headroom", 0.1, "Fraction of HBM that must stay free")
   flags.DEFINE_string("out", "", "Also write the compiled steps to this JSON file")
+  flags.DEFINE_bool("loop_costs", True, "Cost a step with scanned layers or microbatches by compiling "
+                    "unrolled 1- and 2-layer variants (XLA counts a loop body once); off: memory only, "
+                    "FLOPs and roofline undercounted")
   flags.mark_flags_as_required(["config", "accelerator"])
 
 
@@ -47,7 +50,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.num_slices < 1:
       raise ValueError(f"--num_slices must be >= 1, got {FLAGS.num_slices}")
     try:
-      steps = tpu_compile.compile_run(FLAGS.config, FLAGS.accelerator, FLAGS.num_slices)
+      steps = tpu_compile.compile_run(FLAGS.config, FLAGS.accelerator, FLAGS.num_slices,
+                                       loop_costs=FLAGS.loop_costs)
     except tpu_compile.LibTpuUnavailable as error:
       sys.exit(f"memjax.aot: error: {error}")
   print(tpu_compile.table(steps))

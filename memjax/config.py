@@ -25,9 +25,11 @@ SIZES: dict[str, dict[str, Any]] = {
     "small": dict(d_model=128, n_layers=2, n_heads=4, vocab_size=2048, n_ctx=32, batch_size=64,
                   steps=2000, lr=2e-3, warmup_steps=100, log_every=50, eval_every=500,
                   eval_batches=8, checkpoint_every=500),
+    # Paper runs scan their layers and recompute each block in the backward pass, so that every
+    # run fits a v5e-8 slice (16 GiB per chip) with its batch and compiles in minutes (docs/tpu.md).
     "paper": dict(d_model=512, n_layers=16, n_heads=4, vocab_size=8000, n_ctx=512, batch_size=128,
                   steps=200_000, lr=2e-4, warmup_steps=500, log_every=500, eval_every=4000,
-                  eval_batches=64, checkpoint_every=8000),
+                  eval_batches=64, checkpoint_every=8000, scan_layers=True, remat="full"),
     # The shape timed by `python -m memjax.bench train` (see benchmarks/README.md).
     "bench": dict(d_model=256, n_layers=4, n_heads=4, vocab_size=8000, n_ctx=256, batch_size=8,
                   steps=100, lr=2e-4, warmup_steps=10, log_every=10, eval_every=100, eval_batches=4,
@@ -69,7 +71,8 @@ def architecture(size: dict[str, Any], family: str = "transformer", **overrides:
   return ml_collections.ConfigDict(dict(
       family=family, d_model=size["d_model"], n_layers=size["n_layers"], n_heads=size["n_heads"],
       n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=1, mixer_heads=0,
-      scan_layers=False, remat="none") | overrides)  # remat: none | dots | full (models/stack.py)
+      scan_layers=size.get("scan_layers", False),
+      remat=size.get("remat", "none")) | overrides)  # none | dots | full (models/stack.py)
 
 
 def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.ConfigDict:
