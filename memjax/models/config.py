@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Mapping
 
+from memjax.kernels.attention import ATTENTIONS
+
 Family = Literal["transformer", "mixer"]
 FAMILIES: tuple[str, ...] = ("transformer", "mixer")
 ROPE_TYPES: tuple[str, ...] = ("default", "linear", "llama3")  # as Hugging Face names them
@@ -39,6 +41,9 @@ class StackConfig:
   mixer_kernel: int = 1
   mixer_heads: int = 0  # 0 means the flat (single map) mixer
   scan_layers: bool = False
+  # The attention kernel path (memjax.kernels.attention.ATTENTIONS): 'auto' is 'cpu' on CPU and
+  # 'xla' on GPU/TPU, chosen where the model is traced. Not a parameter: any path loads any run.
+  attention: str = "auto"
   # LoRA adapters (transformers): rank 0 means none; targets are comma-separated projection names.
   lora_rank: int = 0
   lora_alpha: float = 0.0
@@ -51,6 +56,8 @@ class StackConfig:
     for name in ("d_model", "n_layers", "length", "vocab_size"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
     if self.family == "transformer":
       if self.d_model % self.n_heads:
         raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
