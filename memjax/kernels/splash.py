@@ -22,7 +22,6 @@ memjax's shapes to it:
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -44,9 +43,9 @@ def _round_up(n: int, m: int) -> int:
   return -(-n // m) * m
 
 
-@functools.lru_cache(maxsize=None)
 def _kernel(heads: int, length: int, interpret: bool) -> splash.SplashAttentionKernel:
-  """A causal multi-head splash kernel for [heads, length, head_dim] (its block masks: numpy, once)."""
+  """A causal multi-head splash kernel for [heads, length, head_dim]. Built where it is traced (not
+  cached): its block-mask arrays are staged into the trace that builds it."""
   block = block_length(length)
   sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                             block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block,

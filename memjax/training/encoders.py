@@ -31,7 +31,7 @@ ENCODER_JSON = "encoder.json"
 CONFIG_JSON = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
 CHECKPOINTS = "checkpoints"
-IGNORED_FIELDS = ("scan_layers",)  # how layers are applied does not change the parameters
+IGNORED_FIELDS = ("scan_layers", "attention")  # how layers are computed does not change the parameters
 FROZEN_SCOPES = ("all", "blocks")
 PARTS = ("embed", "stack")  # the subtrees of a TokenEncoder's parameters
 

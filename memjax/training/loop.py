@@ -32,10 +32,11 @@ from memjax.training.writers import MetricWriter, drop_after
 
 RESULTS_JSON = "results.json"
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Config keys a resumed run may change: how long, how often and where, never what is trained.
+# Config keys a resumed run may change: how long, how often and where, never what is trained
+# (scan_layers and attention: how layers and attention are computed, e.g. on another platform).
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.async_checkpoints",
-                  "train.progress", "data.cache_dir", "mesh.", "scan_layers")
+                  "train.progress", "data.cache_dir", "mesh.", "scan_layers", "attention")
 
 
 # ------------------------------------------------------------------------------ workdir checks

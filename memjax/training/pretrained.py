@@ -32,7 +32,7 @@ from memjax.training.state import TrainState, merge_trees
 PRETRAINED_JSON = "pretrained.json"
 HF_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # Fields that do not change a decoder's pretrained parameters (LoRA adds its own).
-NOT_COMPARED = ("length", "scan_layers", "lora_rank", "lora_alpha", "lora_targets")
+NOT_COMPARED = ("length", "scan_layers", "attention", "lora_rank", "lora_alpha", "lora_targets")
 
 
 # ------------------------------------------------------------------------------ the folder
