@@ -145,15 +145,17 @@ def test_models_with_splash_match_xla_with_padding(spec, slots):
     np.testing.assert_allclose(got, want, atol=5e-5 * max(1.0, float(np.abs(want).max())))
 
 
-def test_a_tiny_run_trains_with_splash(tiny, tmp_path):
-  cfg = tiny("clm.py:tiny", steps=2, log_every=1, eval_every=2, checkpoint_every=2)
+def test_a_tiny_run_trains_with_splash(tiny, tmp_path, monkeypatch):
+  traced = []
+  kernel = attention.PATHS["splash"]
+  monkeypatch.setitem(attention.PATHS, "splash", lambda *args: traced.append(args[0].shape) or kernel(*args))
+  cfg = tiny("clm.py:tiny", steps=2, warmup_steps=0, log_every=1, eval_every=2, checkpoint_every=2)
   cfg.model.attention = "splash"
   cfg.data.n_ctx = 16
-  loop.run(cfg, str(tmp_path))
-  saved = json.loads((tmp_path / "config.json").read_text())
-  assert saved["model"]["attention"] == "splash"
-  results = json.loads((tmp_path / loop.RESULTS_JSON).read_text())
-  assert np.isfinite(results["train"]["loss"][-1])
+  results = loop.run(cfg, str(tmp_path))
+  assert results["step"] == 2 and np.isfinite(results["train"]["loss"]) and np.isfinite(results["eval"]["loss"])
+  assert traced  # the steps ran the kernel
+  assert json.loads((tmp_path / "config.json").read_text())["model"]["attention"] == "splash"
 
 
 def test_the_attention_path_is_resumable_and_old_runs_resume(tiny):
