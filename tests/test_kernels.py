@@ -5,6 +5,7 @@ Tolerances: float32 paths agree to 2e-5 (measured ~2e-6: only the summation orde
 bfloat16 inputs agree to 2e-2 (the outputs' own bf16 rounding, 2^-8 relative, on values of ~1).
 """
 
+import contextlib
 import json
 import os
 
@@ -14,6 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from memjax import models
@@ -170,10 +172,16 @@ def test_the_attention_path_is_resumable_and_old_runs_resume(tiny):
 def test_attention_names_are_checked_and_auto_follows_the_platform(monkeypatch):
   with pytest.raises(ValueError, match="attention must be one of"):
     StackConfig(family="transformer", d_model=32, n_layers=1, length=8, vocab_size=16, attention="flash")
-  assert attention.resolve("auto") == "cpu"  # the tests run on CPU
-  assert attention.resolve("splash") == "splash"
-  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-  assert attention.resolve("auto") == "xla"
+  x = jnp.zeros((2, 4))
+  assert attention.resolve("auto") == attention.resolve("auto", x) == "cpu"  # the tests run on CPU
+  assert attention.resolve("splash", x) == "splash"
+  # Compiling for TPU devices (from this CPU process): the mesh's platform decides.
+  tpu = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+  mesh = jax.sharding.AbstractMesh((1, 1, 1), sharding.MESH_AXES, abstract_device=tpu)
+  with jax.sharding.use_abstract_mesh(mesh):
+    assert attention.resolve("auto", x) == "xla"
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert attention.resolve("auto") == attention.resolve("auto", x) == "xla"
 
 
 def tpu_devices():
@@ -186,14 +194,30 @@ def tpu_devices():
     pytest.skip(f"libtpu cannot load: {type(error).__name__}: {error}")
 
 
-def test_a_transformer_train_step_with_splash_compiles_for_tpu():
+@contextlib.contextmanager
+def no_persistent_cache():
+  """The tests' persistent compilation cache (conftest.py) off: a TPU executable cannot be reloaded
+  by a CPU process (a warning on every later read), so none is written."""
+  enabled = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  compilation_cache.reset_cache()  # whether the cache is used is decided once, then remembered
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    compilation_cache.reset_cache()
+
+
+@pytest.mark.parametrize("path", ["splash", "auto"])
+def test_a_transformer_train_step_compiles_for_tpu(path):
   """The real TPU compiler (Mosaic for the kernel) on a tiny model's forward and backward, with
-  batch over data, heads over tensor and a padding mask, at a length that is no multiple of 128."""
+  batch over data, heads over tensor and a padding mask, at a length that is no multiple of 128.
+  'auto' compiled from this CPU process for TPU devices is XLA's path, not the CPU one."""
   from memjax.training.steps import jit_train_step
   devices = tpu_devices()
   mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=2, fsdp=1, tensor=2)), devices=devices)
   cfg = StackConfig(family="transformer", d_model=64, n_layers=2, length=40, vocab_size=128, n_heads=4,
-                    attention="splash")
+                    attention=path)
   from memjax.models.lm import CausalLM
   graphdef, params = nnx.split(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
 
@@ -209,12 +233,12 @@ def test_a_transformer_train_step_with_splash_compiles_for_tpu():
   batch = {"tokens": jax.ShapeDtypeStruct((4, 40), jnp.int32, sharding=batch_spec),
            "mask": jax.ShapeDtypeStruct((4, 40), jnp.float32, sharding=batch_spec)}
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=s), params, shardings)
-  cache = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)  # a TPU executable cannot be reloaded here
-  try:
-    text = jit_train_step(step, shardings, mesh).lower(abstract, batch).compile().as_text()
-  finally:
-    jax.config.update("jax_enable_compilation_cache", cache)
+  with no_persistent_cache():
+    lowered = jit_train_step(step, shardings, mesh).lower(abstract, batch)
+    text = lowered.compile().as_text()
+  if path == "auto":
+    assert "tpu_custom_call" not in text and "optimization_barrier" not in lowered.as_text()
+    return
   # The Mosaic kernels (not the interpreter): forward, dq and dkv in each of the 2 layers.
   assert text.count('custom_call_target="tpu_custom_call"') == 6
   for kernel in ("splash_mha_fwd_segmented", "splash_mha_dq_segmented", "splash_mha_dkv_segmented"):

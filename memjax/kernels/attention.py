@@ -4,7 +4,7 @@
   XLA's own on TPU);
 - 'splash': the Pallas splash-attention kernel over the mesh (TPU; interpreted elsewhere: slow);
 - 'cpu': written for XLA:CPU, with a hand-written backward pass (memjax.kernels.cpu_attention);
-- 'auto': 'cpu' on CPU, 'xla' on GPU and TPU.
+- 'auto': 'cpu' on CPU, 'xla' on GPU and TPU (the platform compiled for: memjax.kernels.placement).
 Every path computes the same function of the same parameters, so a run may change it on resuming.
 """
 
@@ -14,18 +14,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from memjax.kernels import placement
 from memjax.kernels.cpu_attention import cpu_attention
 from memjax.kernels.splash import splash_attention
 
 ATTENTIONS: tuple[str, ...] = ("auto", "xla", "splash", "cpu")
 
 
-def resolve(attention: str) -> str:
-  """The path 'auto' stands for on this process's default backend; other names as they are."""
+def resolve(attention: str, x: jax.Array | None = None) -> str:
+  """The path 'auto' stands for on the platform x is computed on (memjax.kernels.placement; without
+  x, this process's default backend); other names as they are."""
   if attention not in ATTENTIONS:
     raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
   if attention == "auto":
-    return "cpu" if jax.default_backend() == "cpu" else "xla"
+    platform = placement.platform_of(x) if x is not None else jax.default_backend()
+    return "cpu" if platform == "cpu" else "xla"
   return attention
 
 
@@ -52,4 +55,4 @@ def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.
   unmasked key at or before it (a padding position before any token) is defined but differs between
   paths; its output is never scored.
   """
-  return PATHS[resolve(attention)](q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT)
+  return PATHS[resolve(attention, q_BxTxNxH)](q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT)

@@ -30,6 +30,8 @@ import numpy as np
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 from jax.sharding import PartitionSpec as P
 
+from memjax.kernels import placement
+
 LANES = 128  # splash's blocks and the TPU vector lanes
 BLOCKS = (512, 384, 256, 128)  # candidate block lengths, largest first
 
@@ -55,19 +57,6 @@ def _kernel(heads: int, length: int, interpret: bool) -> splash.SplashAttentionK
                                 interpret=interpret)
 
 
-def _mesh(x: jax.Array) -> jax.sharding.AbstractMesh:
-  """The context's mesh, else the one x's type carries (inside jit), else the empty mesh."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty:
-    mesh = getattr(getattr(jax.typeof(x), "sharding", None), "mesh", mesh)
-  return mesh
-
-
-def _platform(mesh: jax.sharding.AbstractMesh) -> str:
-  device = None if mesh.empty else getattr(mesh, "abstract_device", None)
-  return device.platform if device is not None else jax.default_backend()
-
-
 def _specs(mesh, batch: int, heads: int, kv_heads: int, batch_axes: tuple[str, ...],
            head_axis: str) -> tuple[tuple[str, ...], str | None]:
   """The mesh axes the batch and the heads are split over: those that divide them."""
@@ -84,9 +73,9 @@ def splash_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.
                      mask_BxT: jax.Array | None = None, *, interpret: bool | None = None,
                      batch_axes: tuple[str, ...] = ("data", "fsdp"), head_axis: str = "tensor") -> jax.Array:
   """Causal softmax attention (the contract of `memjax.kernels.attention.causal_attention`)."""
-  mesh = _mesh(q_BxTxNxH)
+  mesh = placement.mesh_of(q_BxTxNxH)
   if interpret is None:
-    interpret = _platform(mesh) != "tpu"
+    interpret = placement.platform_of(q_BxTxNxH) != "tpu"
   B, T, N, H = q_BxTxNxH.shape
   K = k_BxTxKxH.shape[2]
   Tp = _round_up(T, LANES)
