@@ -71,8 +71,8 @@ def architecture(size: dict[str, Any], family: str = "transformer", **overrides:
   return ml_collections.ConfigDict(dict(
       family=family, d_model=size["d_model"], n_layers=size["n_layers"], n_heads=size["n_heads"],
       n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=1, mixer_heads=0,
-      scan_layers=size.get("scan_layers", False),
-      remat=size.get("remat", "none")) | overrides)  # none | dots | full (models/stack.py)
+      scan_layers=size.get("scan_layers", False), remat=size.get("remat", "none"),  # models/stack.py
+      attention="auto") | overrides)  # xla | splash | cpu; auto: cpu on CPU, xla on GPU/TPU
 
 
 def data(size: dict[str, Any], preset: str, **overrides: Any) -> ml_collections.ConfigDict:

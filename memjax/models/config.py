@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Mapping
 
+from memjax.kernels.attention import ATTENTIONS
+
 Family = Literal["transformer", "mixer"]
 FAMILIES: tuple[str, ...] = ("transformer", "mixer")
 REMAT: tuple[str, ...] = ("none", "dots", "full")
@@ -43,6 +45,9 @@ class StackConfig:
   # What each block keeps for the backward pass: everything (none), only its matmul outputs (dots),
   # or only its input (full); the rest is recomputed. Trades compute for activation memory.
   remat: str = "none"
+  # The attention kernel path (memjax.kernels.attention.ATTENTIONS): 'auto' is 'cpu' on CPU and
+  # 'xla' on GPU/TPU, chosen where the model is traced. Not a parameter: any path loads any run.
+  attention: str = "auto"
   # LoRA adapters (transformers): rank 0 means none; targets are comma-separated projection names.
   lora_rank: int = 0
   lora_alpha: float = 0.0
@@ -57,6 +62,8 @@ class StackConfig:
     for name in ("d_model", "n_layers", "length", "vocab_size"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
     if self.family == "transformer":
       if self.d_model % self.n_heads:
         raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
@@ -119,7 +126,7 @@ ARCH_FIELDS: tuple[str, ...] = tuple(
 # the same weights are applied (a checkpoint loads and a run resumes across them), 'adapters' are
 # LoRA's (a pretrained decoder is compared without them); the rest shape the weights or what they
 # compute.
-EXECUTION_FIELDS: tuple[str, ...] = ("scan_layers", "remat")
+EXECUTION_FIELDS: tuple[str, ...] = ("scan_layers", "remat", "attention")
 ADAPTER_FIELDS: tuple[str, ...] = ("lora_rank", "lora_alpha", "lora_targets")
 MODEL_FIELDS: tuple[str, ...] = tuple(f for f in ARCH_FIELDS if f not in EXECUTION_FIELDS + ADAPTER_FIELDS)
 

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from memjax.kernels.attention import causal_attention
+from memjax.kernels.swiglu import swiglu
 from memjax.models import decoding
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
@@ -86,86 +88,6 @@ def apply_rope(x_BxTxNxH: jax.Array, cos_TxH: jax.Array, sin_TxH: jax.Array) -> 
   return rotated.reshape(x_BxTxNxH.shape).astype(x_BxTxNxH.dtype)
 
 
-def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.Array,
-                     mask_BxT: jax.Array | None = None) -> jax.Array:
-  """Causal softmax attention; query head n reads key/value head n // (N / K) (as HF `repeat_kv`).
-
-  With `mask_BxT` (1 on tokens, 0 on padding), no query attends to a padding key. A query with no
-  unmasked key at or before it (a padding position before any token) attends evenly to what it may
-  causally see; its output is never scored.
-
-  On GPU this is `jax.nn.dot_product_attention` (cuDNN's fused flash attention where available).
-  Elsewhere it is written for XLA:CPU: the query heads of a group are stacked along the query axis
-  so every product is a plain batched GEMM, the mask is an additive constant, the softmax is
-  normalized after the value product (as flash attention does) and the backward is hand-written
-  (`_stacked_attention`). Measured 2.8x faster, forward and backward, than
-  `dot_product_attention`'s XLA path at d=256, T=256, before the hand-written backward.
-  """
-  B, T, N, H = q_BxTxNxH.shape
-  if jax.default_backend() == "gpu":
-    if mask_BxT is None:
-      return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, is_causal=True)
-    bias_Bx1x1xT = jnp.where(mask_BxT > 0, 0.0, -1e30)[:, None, None, :].astype(q_BxTxNxH.dtype)
-    causal_TxT = np.triu(np.full((T, T), -1e30, np.float32), k=1)
-    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH,
-                                        bias=bias_Bx1x1xT + causal_TxT.astype(q_BxTxNxH.dtype))
-  K = k_BxTxKxH.shape[2]
-  G = N // K
-  heads_first = lambda x: x.transpose(0, 2, 1, 3).reshape(B * K, T, H)
-  q_QxGTxH = (q_BxTxNxH * H**-0.5).reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B * K, G * T, H)
-  mask_GTxT = np.tile(np.triu(np.full((T, T), -1e30, np.float32), k=1), (G, 1))
-  if mask_BxT is not None:  # padding keys get -1e30 more (finite: a row of only those stays defined)
-    bias_Qx1xT = jnp.repeat(jnp.where(mask_BxT > 0, 0.0, -1e30), K, axis=0)[:, None, :]
-    mask_GTxT = mask_GTxT + bias_Qx1xT
-  out_QxGTxH = _stacked_attention(q_QxGTxH, heads_first(k_BxTxKxH), heads_first(v_BxTxKxH), mask_GTxT)
-  return out_QxGTxH.reshape(B, K, G, T, H).transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
-
-
-def _attention_forward(q_QxSxH, k_QxTxH, v_QxTxH, mask_SxT):
-  scores_QxSxT = jnp.matmul(q_QxSxH, k_QxTxH.transpose(0, 2, 1)) + mask_SxT
-  weights_QxSxT = jnp.exp(scores_QxSxT - scores_QxSxT.max(axis=-1, keepdims=True))
-  norm_QxSx1 = weights_QxSxT.sum(axis=-1, keepdims=True)
-  return jnp.matmul(weights_QxSxT, v_QxTxH) / norm_QxSx1, weights_QxSxT, norm_QxSx1
-
-
-@jax.custom_vjp
-def _stacked_attention(q_QxSxH: jax.Array, k_QxTxH: jax.Array, v_QxTxH: jax.Array,
-                       mask_SxT: jax.Array) -> jax.Array:
-  """softmax(q k^T + mask) v over S stacked queries and T keys per batch entry Q."""
-  return _attention_forward(q_QxSxH, k_QxTxH, v_QxTxH, mask_SxT)[0]
-
-
-def _stacked_attention_fwd(q_QxSxH, k_QxTxH, v_QxTxH, mask_SxT):
-  out_QxSxH, weights_QxSxT, norm_QxSx1 = _attention_forward(q_QxSxH, k_QxTxH, v_QxTxH, mask_SxT)
-  return out_QxSxH, (q_QxSxH, k_QxTxH, v_QxTxH, out_QxSxH, weights_QxSxT, norm_QxSx1)
-
-
-def _stacked_attention_bwd(residuals, d_out_QxSxH):
-  q_QxSxH, k_QxTxH, v_QxTxH, out_QxSxH, weights_QxSxT, norm_QxSx1 = residuals
-  probs_QxSxT = weights_QxSxT / norm_QxSx1
-  d_probs_QxSxT = jnp.matmul(d_out_QxSxH, v_QxTxH.transpose(0, 2, 1))
-  d_scores_QxSxT = probs_QxSxT * (d_probs_QxSxT - (d_out_QxSxH * out_QxSxH).sum(axis=-1, keepdims=True))
-  d_q_QxSxH = jnp.matmul(d_scores_QxSxT, k_QxTxH)
-  d_k_QxTxH = _contract_queries(q_QxSxH, d_scores_QxSxT)
-  d_v_QxTxH = _contract_queries(d_out_QxSxH, probs_QxSxT)
-  return d_q_QxSxH, d_k_QxTxH, d_v_QxTxH, None
-
-
-_stacked_attention.defvjp(_stacked_attention_fwd, _stacked_attention_bwd)
-
-
-def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
-  """b^T a (contracting the query axis S) computed as (a^T b)^T.
-
-  Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen at ~76
-  GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (attention
-  forward + backward 12 -> 9.3 ms at B=8, T=256, 4 heads of 64: 2.7 % of the `bench` step). With
-  the entry points' oneDNN setting (`memjax.runtime.tune_xla_cpu`) both forms run alike.
-  """
-  a_QxHxS = jax.lax.optimization_barrier(a_QxSxH.transpose(0, 2, 1))
-  return jax.lax.optimization_barrier(jnp.matmul(a_QxHxS, b_QxSxT)).transpose(0, 2, 1)
-
-
 def _linear(d_in: int, d_out: int, rngs: nnx.Rngs, cfg: StackConfig | None = None,
             name: str = "") -> Dense:
   """A bias-free projection; a LoRA-adapted one when `cfg` targets `name` (cfg.lora_targets)."""
@@ -180,6 +102,7 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: StackConfig, *, rngs: nnx.Rngs):
     self.n_heads, self.kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+    self.attention = cfg.attention  # the kernel path (memjax.kernels.attention), not a parameter
     self.q = _linear(cfg.d_model, cfg.n_heads * cfg.head_dim, rngs, cfg, "q")
     self.k = _linear(cfg.d_model, cfg.kv_heads * cfg.head_dim, rngs, cfg, "k")
     self.v = _linear(cfg.d_model, cfg.kv_heads * cfg.head_dim, rngs, cfg, "v")
@@ -193,7 +116,7 @@ class Attention(nnx.Module):
     v_BxTxKxH = self.v(x_BxTxD).reshape(B, T, self.kv_heads, self.head_dim)
     q_BxTxNxH = apply_rope(q_BxTxNxH, cos_TxH, sin_TxH)
     k_BxTxKxH = apply_rope(k_BxTxKxH, cos_TxH, sin_TxH)
-    out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT)
+    out_BxTxNxH = causal_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, mask_BxT, self.attention)
     return self.o(out_BxTxNxH.reshape(B, T, self.n_heads * self.head_dim))
 
   def init_cache(self, batch: int, length: int, dtype: jnp.dtype | None = None) -> dict[str, jax.Array]:
@@ -256,26 +179,6 @@ def _cached_attention(q_RxGSxH: jax.Array, k_RxTxH: jax.Array, v_RxTxH: jax.Arra
   scores_BxKxGSxT = jnp.where(visible_BxGSxT[:, None], scores_RxGSxT.reshape(B, R // B, GS, T), -jnp.inf)
   probs_RxGSxT = jax.nn.softmax(scores_BxKxGSxT, axis=-1).reshape(R, GS, T)
   return jnp.einsum("rqt,rth->rqh", probs_RxGSxT.astype(v_RxTxH.dtype), v_RxTxH)
-
-
-@jax.custom_vjp
-def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
-  """silu(gate) * up, with a hand-written backward: one sigmoid, two fused passes (measured 1.5 %
-  faster per training step on CPU at the `bench` shape than XLA's autodiff of silu)."""
-  return jax.nn.silu(gate) * up
-
-
-def _swiglu_fwd(gate, up):
-  return swiglu(gate, up), (gate, up)
-
-
-def _swiglu_bwd(residuals, grad_out):
-  gate, up = residuals
-  sigmoid = jax.nn.sigmoid(gate)
-  return grad_out * up * sigmoid * (1 + gate * (1 - sigmoid)), grad_out * gate * sigmoid
-
-
-swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 
 
 class SwiGLU(nnx.Module):

@@ -103,12 +103,21 @@ def make_eval_step(graphdef: nnx.GraphDef, objective: Objective,
   return eval_step
 
 
+def in_mesh(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn` traced with `mesh` as the context's (abstract) mesh, so that kernels which shard_map over
+  it (memjax.kernels.splash) find it whatever shardings the inputs carry."""
+  def traced(*args):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args)
+  return traced
+
+
 def jit_train_step(step: TrainStep, state_shardings: TrainState, mesh: Mesh) -> TrainStep:
   """Compiled with the state's shardings in and out, the batch over data x fsdp, the state donated."""
-  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+  return jax.jit(in_mesh(step, mesh), in_shardings=(state_shardings, batch_sharding(mesh)),
                  out_shardings=(state_shardings, replicated(mesh)), donate_argnums=0)
 
 
 def jit_eval_step(step: EvalStep, state_shardings: TrainState, mesh: Mesh) -> EvalStep:
-  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+  return jax.jit(in_mesh(step, mesh), in_shardings=(state_shardings, batch_sharding(mesh)),
                  out_shardings=replicated(mesh))
