@@ -8,7 +8,8 @@ Re-run (prints the literals of tests/test_golden_losses.py; needs torch and tran
 Only the inputs come from memjax: the tiny config (`configs/clm.py:tiny` with three changes, so
 that every part of the update shows in the losses: warmup 0, else the first update has learning
 rate 0; clip_norm 0.25, below the first gradients' norm of ~0.55, so clipping acts; weight decay
-0.1, not 0) and the model's initial parameters for `cfg.seed`, read as numpy arrays. Everything else is an independent path, in torch float64:
+0.1, not 0) and the model's initial parameters for `cfg.seed`, read as numpy arrays. Everything
+else is an independent path, in torch float64:
   - the forward pass: for the transformer, Hugging Face `LlamaForCausalLM` with those weights
     (memjax/models/hf_llama.py is used only to rename and transpose them); for the masked mixer, a
     torch module written from the reference's description (/work/shared/spec/reference-code.md
