@@ -85,8 +85,8 @@ def causal_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.
   Elsewhere it is written for XLA:CPU: the query heads of a group are stacked along the query axis
   so every product is a plain batched GEMM, the mask is an additive constant, the softmax is
   normalized after the value product (as flash attention does) and the backward is hand-written
-  (`_stacked_attention`). Measured 2.8x faster, forward and backward, than
-  `dot_product_attention`'s XLA path at d=256, T=256, before the hand-written backward.
+  (`_stacked_attention`): faster, forward and backward, than `dot_product_attention`'s XLA path
+  (benchmarks/README.md, "What the speed came from").
   """
   B, T, N, H = q_BxTxNxH.shape
   if jax.default_backend() == "gpu":
@@ -145,8 +145,8 @@ def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
   """b^T a (contracting the query axis S) computed as (a^T b)^T.
 
   Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen at ~76
-  GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (attention
-  forward + backward 12 -> 9.3 ms at B=8, T=256, 4 heads of 64: 2.7 % of the `bench` step). With
+  GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (the gain
+  per `bench` step: benchmarks/README.md, "What the speed came from"). With
   the entry points' oneDNN setting (`memjax.runtime.tune_xla_cpu`) both forms run alike.
   """
   a_QxHxS = jax.lax.optimization_barrier(a_QxSxH.transpose(0, 2, 1))
@@ -186,8 +186,8 @@ class Attention(nnx.Module):
 
 @jax.custom_vjp
 def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
-  """silu(gate) * up, with a hand-written backward: one sigmoid, two fused passes (measured 1.5 %
-  faster per training step on CPU at the `bench` shape than XLA's autodiff of silu)."""
+  """silu(gate) * up, with a hand-written backward: one sigmoid, two fused passes (faster per
+  training step on CPU than XLA's autodiff of silu: benchmarks/README.md)."""
   return jax.nn.silu(gate) * up
 
 
