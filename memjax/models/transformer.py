@@ -144,9 +144,9 @@ _stacked_attention.defvjp(_stacked_attention_fwd, _stacked_attention_bwd)
 def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
   """b^T a (contracting the query axis S) computed as (a^T b)^T.
 
-  Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen at ~76
-  GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (the gain
-  per `bench` step: benchmarks/README.md, "What the speed came from"). With
+  Left to itself XLA:CPU folds the transposes into the product and runs it as a slow Eigen batched
+  contraction; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (both
+  speeds and the gain per `bench` step: benchmarks/README.md, "What the speed came from"). With
   the entry points' oneDNN setting (`memjax.runtime.tune_xla_cpu`) both forms run alike.
   """
   a_QxHxS = jax.lax.optimization_barrier(a_QxSxH.transpose(0, 2, 1))
