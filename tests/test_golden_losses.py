@@ -1,12 +1,13 @@
-"""Golden losses of the first three train steps of the tiny causal LMs (as nanodo's train test).
+"""Golden losses of the first three train steps of the tiny models (as nanodo's train test).
 
 The literals pin memjax's initialization, forward pass, loss, gradients, clipping, AdamW and
 schedule together: a change to any of them moves a loss. They were computed once by an independent
 path, tests/goldens/first_steps.py (torch float64 on memjax's initial parameters: transformers'
-LlamaForCausalLM for the transformer, a masked mixer written from the reference's description,
-autograd, hand-written clipping and AdamW). Re-run it and paste its output only when one of those
-changes on purpose (a new init, a new tiny preset). Here the same steps run through memjax's own
-jitted train step (steps.make_train_step / jit_train_step) on the config's 8-device data mesh.
+Llama for transformer towers, masked mixers and autoencoders written from the reference's
+description, autograd, hand-written clipping and AdamW). Re-run it and paste its output only when
+one of those changes on purpose (a new init, a new tiny preset). Here the same steps run through
+memjax's own jitted train step (steps.make_train_step / jit_train_step) on the config's 8-device
+data mesh: causal LMs and autoencoders, each a transformer and a masked mixer.
 """
 
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from goldens.first_steps import STEPS, config, tokens
+from goldens.first_steps import MODELS, STEPS, config, tokens
 from memjax import models, objectives
 from memjax.training import optim, sharding, steps
 from memjax.training.state import TrainState, split_model
@@ -22,24 +23,27 @@ from memjax.training.state import TrainState, split_model
 # Losses of steps 1, 2, 3: at the initial parameters (seed 0), after one update, after two.
 # From `PYTHONPATH=. python tests/goldens/first_steps.py` (torch float64).
 GOLDEN = {
-    "transformer": (6.2502631, 6.0702185, 5.9258290),
-    "mixer": (6.4582688, 6.2677511, 6.0928472),
+    ("clm", "transformer"): (6.2502631, 6.0702185, 5.9258290),
+    ("clm", "mixer"): (6.4582688, 6.2677511, 6.0928472),
+    ("autoencoder", "transformer"): (6.2398686, 6.1233430, 6.0417463),
+    ("autoencoder", "mixer"): (6.7322070, 6.3648829, 6.1229188),
 }
+OBJECTIVES = {"clm": "clm", "autoencoder": "autoencode"}
 # memjax computes in float32, the goldens in float64: when written, the two agreed to 3e-8 (step 1)
 # and 5e-7 (steps 2, 3: an Adam update is ~lr * sign(g), so gradients' rounding moves it); these
 # tolerances leave 10x headroom over that and the literals' 7 decimals.
 RTOL = (1e-6, 5e-6, 5e-6)
 
 
-def memjax_first_losses(family):
-  cfg = config(family)
+def memjax_first_losses(task, family):
+  cfg = config(task, family)
   mesh = sharding.make_mesh(cfg.mesh)
   graphdef, params = split_model(models.build_model(cfg, nnx.Rngs(cfg.seed)))
   tx = optim.optimizer(cfg.train)
   state = TrainState(jax.numpy.int32(0), params, tx.init(params), jax.random.PRNGKey(cfg.seed), {})
   shardings = sharding.tree_shardings(state, mesh)
   state = jax.device_put(state, shardings)
-  objective = objectives.build("clm", cfg.objective, task="clm", blank_id=2, delimiter_id=3)
+  objective = objectives.build(OBJECTIVES[task], cfg.objective, task=task, blank_id=2, delimiter_id=3)
   train_step = steps.jit_train_step(steps.make_train_step(graphdef, objective, tx, optim.schedule(cfg.train)),
                                     shardings, mesh)
   x = tokens(cfg)
@@ -51,8 +55,9 @@ def memjax_first_losses(family):
   return losses
 
 
-@pytest.mark.parametrize("family", list(GOLDEN))
-def test_first_train_steps_match_the_golden_losses(family):
-  losses = memjax_first_losses(family)
-  for step, (loss, golden, rtol) in enumerate(zip(losses, GOLDEN[family], RTOL), start=1):
-    assert loss == pytest.approx(golden, rel=rtol), f"{family} step {step}: {losses} != {GOLDEN[family]}"
+@pytest.mark.parametrize("task,family", MODELS, ids=["-".join(m) for m in MODELS])
+def test_first_train_steps_match_the_golden_losses(task, family):
+  losses = memjax_first_losses(task, family)
+  golden = GOLDEN[task, family]
+  for step, (loss, expected, rtol) in enumerate(zip(losses, golden, RTOL), start=1):
+    assert loss == pytest.approx(expected, rel=rtol), f"{task} {family} step {step}: {losses} != {golden}"
