@@ -3,11 +3,12 @@
 The literals pin memjax's initialization, forward pass, loss, gradients, clipping, AdamW and
 schedule together: a change to any of them moves a loss. They were computed once by an independent
 path, tests/goldens/first_steps.py (torch float64 on memjax's initial parameters: transformers'
-Llama for transformer towers, masked mixers and autoencoders written from the reference's
-description, autograd, hand-written clipping and AdamW). Re-run it and paste its output only when
+Llama for transformer towers; masked mixers, autoencoders and the memory model written from
+the reference's description, autograd, hand-written clipping and AdamW). Re-run it and paste its output only when
 one of those changes on purpose (a new init, a new tiny preset). Here the same steps run through
 memjax's own jitted train step (steps.make_train_step / jit_train_step) on the config's 8-device
-data mesh: causal LMs and autoencoders, each a transformer and a masked mixer.
+data mesh: causal LMs, autoencoders and parallel memory models, each a transformer and a masked
+mixer.
 """
 
 import jax
@@ -27,8 +28,10 @@ GOLDEN = {
     ("clm", "mixer"): (6.4582688, 6.2677511, 6.0928472),
     ("autoencoder", "transformer"): (6.2398686, 6.1233430, 6.0417463),
     ("autoencoder", "mixer"): (6.7322070, 6.3648829, 6.1229188),
+    ("memory", "transformer"): (6.2477614, 6.1334115, 6.0367830),
+    ("memory", "mixer"): (6.5053619, 6.3728285, 6.2566373),
 }
-OBJECTIVES = {"clm": "clm", "autoencoder": "autoencode"}
+OBJECTIVES = {"clm": "clm", "autoencoder": "autoencode", "memory": "clm"}
 # memjax computes in float32, the goldens in float64: when written, the two agreed to 3e-8 (step 1)
 # and 5e-7 (steps 2, 3: an Adam update is ~lr * sign(g), so gradients' rounding moves it); these
 # tolerances leave 10x headroom over that and the literals' 7 decimals.

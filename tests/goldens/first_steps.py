@@ -5,8 +5,10 @@ Re-run (prints the literals of tests/test_golden_losses.py; needs torch and tran
 
   PYTHONPATH=. python tests/goldens/first_steps.py
 
-Models: the causal LM (`configs/clm.py:tiny`) and the autoencoder (`configs/autoencoder.py:tiny`:
-unroll feed for the transformer, repeat for the mixer), each as a transformer and a masked mixer.
+Models: the causal LM (`configs/clm.py:tiny`), the autoencoder (`configs/autoencoder.py:tiny`:
+unroll feed for the transformer, repeat for the mixer) and the parallel memory model
+(`configs/memory.py:tiny`: 4 chunks of 32 tokens, fixed slots), each as a transformer and a masked
+mixer.
 
 Only the inputs come from memjax: the tiny config with three changes, so that every part of the
 update shows in the losses (warmup 0, else the first update has learning rate 0; clip_norm 0.25,
@@ -19,8 +21,12 @@ path, in torch float64:
     modules per §2.1 (`LanguageMixer`: wte -> blocks [x + Conv1d_tril(LN(x)), x + FF(LN(x))] ->
     lm_head, no final norm); autoencoders per §2.3 (the last token's final hidden state, repeated
     or unrolled into sliding half-width windows through Linear(d/2, d), a decoder tower, lm_head);
-  - the loss: `F.cross_entropy` of the logits at t against the token at t + 1 (causal LMs) or at t
-    (autoencoders, no shift), over all positions;
+    the memory model per §2.5 with memjax's documented changes (memjax/models/memory.py,
+    docs/differences.md): chunks 0..K-2 encoded to their last token's hidden state, chunk c decoded
+    behind K-1 fixed slots [m_0 .. m_{c-1}, pad vectors of memory.pad_value], logits read at the
+    chunk's token positions and concatenated;
+  - the loss: `F.cross_entropy` of the logits at t against the token at t + 1 (causal LMs and
+    memory models, across chunk boundaries too) or at t (autoencoders, no shift), over all positions;
   - the update: torch autograd gradients, clipped to global norm `clip_norm`, then AdamW written out
     from its formula (optax.adamw's conventions: bias-corrected moments, eps outside the square
     root, decoupled weight decay on every parameter) on the linear schedule
@@ -37,8 +43,8 @@ import numpy as np
 
 TESTS = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 3  # losses of steps 1, 2 and 3: at the initial parameters, after one update, after two
-MODELS = (("clm", "transformer"), ("clm", "mixer"), ("autoencoder", "transformer"), ("autoencoder", "mixer"))
-CONFIG_FILES = {"clm": "clm.py", "autoencoder": "autoencoder.py"}
+MODELS = tuple((task, family) for task in ("clm", "autoencoder", "memory") for family in ("transformer", "mixer"))
+CONFIG_FILES = {"clm": "clm.py", "autoencoder": "autoencoder.py", "memory": "memory.py"}
 
 
 def config(task: str, family: str):
@@ -191,6 +197,8 @@ def torch_model(task, family, cfg, params):
         h = block(h)
       return model.lm_head(h)
     return model, forward
+  if task == "memory":
+    return memory_model(family, cfg, params)
   # Autoencoders: encoder tower -> last token's hidden state -> repeat or unroll -> decoder tower -> head.
   d = cfg.encoder.d_model
   _, model.lm_head = embedding_and_head(V, d, enc["embed"]["embedding"], params["head"]["kernel"])
@@ -221,6 +229,52 @@ def torch_model(task, family, cfg, params):
   return model, lambda x: model.lm_head(decode(feed(encode(x)[:, -1])))
 
 
+def memory_model(family, cfg, params):
+  """The parallel memory model (fixed slots, no bridge: encoder and decoder of one width)."""
+  import torch
+  from torch import nn
+
+  from memjax import models
+
+  V, N, K, d = cfg.data.vocab_size, cfg.data.n_ctx, cfg.memory.chunks, cfg.decoder.d_model
+  L, S = N // K, K - 1
+  enc, dec = params["encoder"], params["decoder"]
+  model = nn.Module()
+  _, model.lm_head = embedding_and_head(V, d, dec["embed"]["embedding"], params["head"]["kernel"])
+  if family == "transformer":
+    model.encoder = llama_trunk(models.encoder_config(cfg), enc["embed"]["embedding"], enc["stack"])
+    decoder_stack = models.stack_config(cfg.decoder, length=S + L, vocab_size=V)
+    model.decoder = llama_trunk(decoder_stack, dec["embed"]["embedding"], dec["stack"])
+    encode = lambda x: model.encoder(x).last_hidden_state
+    embed = model.decoder.embed_tokens
+    decode = lambda h: model.decoder(inputs_embeds=h).last_hidden_state
+  else:
+    model.encoder_wte, _ = embedding_and_head(V, d, enc["embed"]["embedding"], params["head"]["kernel"])
+    model.decoder_wte, _ = embedding_and_head(V, d, dec["embed"]["embedding"], params["head"]["kernel"])
+    model.encoder_blocks = mixer_blocks(L, d, enc["stack"]["blocks"])
+    model.decoder_blocks = mixer_blocks(S + L, d, dec["stack"]["blocks"])
+
+    def run(blocks, h):
+      for block in blocks:
+        h = block(h)
+      return h
+    encode = lambda x: run(model.encoder_blocks, model.encoder_wte(x))
+    embed = model.decoder_wte
+    decode = lambda h: run(model.decoder_blocks, h)
+
+  def forward(x):
+    chunks = [x[:, c * L:(c + 1) * L] for c in range(K)]
+    memories = [encode(chunk)[:, -1] for chunk in chunks[:-1]]  # the last chunk is never encoded
+    pad = torch.full((x.shape[0], d), cfg.memory.pad_value, dtype=torch.float64)
+    logits = []
+    for c, chunk in enumerate(chunks):
+      slots = torch.stack([memories[i] if i < c else pad for i in range(S)], dim=1)
+      hidden = decode(torch.cat([slots, embed(chunk)], dim=1))
+      logits.append(model.lm_head(hidden[:, S:]))
+    return torch.cat(logits, dim=1)
+  return model, forward
+
+
 # ------------------------------------------------------------------------------ training
 
 
@@ -240,7 +294,7 @@ def first_losses(task: str, family: str, steps: int = STEPS) -> list[float]:
   losses = []
   for step in range(steps):
     logits = forward(x)
-    if task == "clm":  # position t predicts token t + 1
+    if task in ("clm", "memory"):  # position t predicts token t + 1
       loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
     else:  # position t regenerates token t
       loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1))
