@@ -1,7 +1,8 @@
 """The headline demo: causal-LM vs autoencoder embeddings, probed (memjax/experiments/headline.py).
 
 COMMAND: python -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
-Presets: `cpu` (the README's `make demo`: about 10 minutes on 2 CPU cores) and `tiny` (tests).
+Presets: `cpu` (the README's `make demo`: minutes on 2 CPU cores, timed in docs/headline.md) and
+`tiny` (tests).
 Sub-configs `clm`, `autoencoder` and `probe` are complete run configs; override any key, e.g.
 --config.autoencoder.train.steps=3000.
 """

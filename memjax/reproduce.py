@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
 
   runtime.tune()  # before jax is imported
   # The suite's runs compile the same step functions again and again (ten probes of one shape): a
-  # persistent compilation cache in the workdir skips XLA's compile on every repeat (about 6 s of a
-  # cpu-scale run's 15-20 s start-up). A run computes the same numbers with or without it.
+  # persistent compilation cache in the workdir skips XLA's compile on every repeat (most of a
+  # cpu-scale run's start-up: benchmarks/README.md). A run computes the same numbers with or
+  # without it.
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(workdir, "compile_cache"))
   from memjax.experiments import suite
 

@@ -48,7 +48,8 @@ def tune_xla_cpu() -> bool:
   """Has XLA:CPU run matrix products with oneDNN (x86, jaxlib 0.12), YNNPACK kept for reductions.
 
   By default jaxlib 0.12 runs plain products on YNNPACK and those contracting the token axis (weight
-  gradients) on Eigen; oneDNN is faster at both on x86 (3 % per `bench` train step, in-process A/B).
+  gradients) on Eigen; oneDNN is faster at both on x86 (by how much per `bench` train step:
+  benchmarks/README.md).
   The flags are experimental and an unknown XLA_FLAGS entry aborts jax at start-up, so they are set
   only for the jaxlib minor versions they were checked on (`ONEDNN_JAXLIB_VERSIONS`; 0.10 has no
   oneDNN rewrite: its products would fall back to Eigen) and on x86. Flags the user already set in

@@ -42,7 +42,7 @@ def logits(checkpoint_dir: str, tokens_BxT: np.ndarray | None = None, *, tokens_
     tokens_BxT = load_tokens(tokens_path, source.arch.vocab_size)
   params = pretrained.read(source, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   # Layers under lax.scan: the unrolled loop's per-layer weight slices are XLA temporaries, a
-  # second copy of the weights (measured: 1392 MiB vs 58 MiB of temporaries at 381M parameters).
+  # second copy of the weights (temporaries of both: benchmarks/README.md, "Pretrained models").
   arch = source.arch.replace(scan_layers=True)
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(arch, tie_embeddings=source.tie, rngs=nnx.Rngs(0))))
   forward = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t)["logits"])

@@ -25,7 +25,10 @@ def test_round_trip_and_partial_restore(saved):
   restored = checkpoint.restore(saved, 7, target(STATE))
   jax.tree.map(np.testing.assert_array_equal, restored, STATE)
   encoder_only = checkpoint.restore(saved, 7, target({"params": {"encoder": STATE["params"]["encoder"]}}))
-  assert set(encoder_only["params"]) == {"encoder"}
+  assert set(encoder_only) == {"params"} and set(encoder_only["params"]) == {"encoder"}
+  # The values too, not only the keys: the encoder's leaves come back as saved (not zeros, not the
+  # head's), bit for bit.
+  np.testing.assert_array_equal(encoder_only["params"]["encoder"]["w"], STATE["params"]["encoder"]["w"])
 
 
 def test_shape_mismatch_lists_every_difference(saved):

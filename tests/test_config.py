@@ -5,6 +5,7 @@ from flax import nnx
 
 from memjax import config as mc
 from memjax import models
+from memjax.objectives import curriculum
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 RUN_CONFIGS = ["clm.py", "autoencoder.py", "probe.py", "memory.py"]
@@ -21,11 +22,28 @@ def test_every_preset_builds_a_model(name, preset, family):
     assert cfg.data.vocab_size == 8000 and cfg.train.lr == mc.PAPER_LEARNING_RATES[family]
 
 
-@pytest.mark.parametrize("kind", ["parallel", "none", "full", "recurrent", "oracle"])
+# The tiny memory preset: 4 chunks of 32 tokens (n_ctx 128). Decoder positions per kind, by hand:
+# parallel / none: one chunk + 3 memory slots; full: the whole context; recurrent: a chunk + the
+# carried memory; oracle: the whole context + its one memory.
+MEMORY_KINDS = {"parallel": ("MemoryModel", 32 + 3), "none": ("MemoryModel", 32 + 3),
+                "full": ("CausalLM", 128), "recurrent": ("RecurrentMemoryModel", 32 + 1),
+                "oracle": ("OracleMemoryModel", 128 + 1)}
+
+
+@pytest.mark.parametrize("kind", list(MEMORY_KINDS))
 def test_every_memory_kind_builds(kind):
+  """The inline curriculum survives the comma-separated argument as two stages, and each kind
+  builds its own model (not one model for every kind)."""
   cfg = mc.load(CONFIGS / "memory.py", f"tiny,kind={kind},stages=blank_copy:5,combined")
   assert cfg.objective.stages == "blank_copy:5,combined"
-  nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0)))
+  assert curriculum.parse(cfg.objective.stages, cfg.train.steps) == (
+      curriculum.Stage("blank_copy", 0, 5), curriculum.Stage("combined", 5, 20))
+  model = nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0)))
+  model_class, decoder_positions = MEMORY_KINDS[kind]
+  assert type(model).__name__ == model_class
+  assert models.decoder_length(cfg) == decoder_positions
+  if model_class == "MemoryModel":  # the no-memory control has no encoder to train
+    assert (model.encoder is None) == (kind == "none")
 
 
 def test_arguments_are_parsed_and_checked():

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -14,6 +15,31 @@ MODEL = CausalLM(StackConfig(family="transformer", d_model=8, n_layers=1, length
                              n_heads=2), rngs=nnx.Rngs(0))
 
 
+TOKENS = np.asarray(BATCH["tokens"])
+FIRST = TOKENS[:, :4]
+
+
+def naive_next_token_loss(inputs_BxT, targets_BxT, scored_BxT):
+  """The mean cross-entropy (float64 numpy) of MODEL's logits at t for target t+1, over the target
+  positions t+1 marked in `scored_BxT`: an independent reference for the objectives' losses."""
+  logits = np.asarray(MODEL(jnp.asarray(inputs_BxT))["logits"], np.float64)
+  log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+      - logits.max(-1, keepdims=True)
+  losses = [-log_probs[b, t, targets_BxT[b, t + 1]]
+            for b in range(targets_BxT.shape[0]) for t in range(targets_BxT.shape[1] - 1) if scored_BxT[b, t + 1]]
+  return float(np.mean(losses))
+
+
+SECOND_HALF = np.arange(8)[None, :].repeat(2, 0) >= 4
+EXPECTED = {  # each objective's loss, from its inputs and scored targets written out by hand
+    "clm": naive_next_token_loss(TOKENS, TOKENS, np.ones((2, 8), bool)),
+    "copy": naive_next_token_loss(np.concatenate([FIRST, FIRST], 1), np.concatenate([FIRST, FIRST], 1),
+                                  SECOND_HALF),
+    "blank_copy": naive_next_token_loss(np.concatenate([FIRST, np.full_like(FIRST, 2)], 1),
+                                        np.concatenate([FIRST, FIRST], 1), SECOND_HALF),
+}
+
+
 def build(name, task="clm"):
   return objectives.build(name, CFG, task=task, blank_id=2, delimiter_id=3)
 
@@ -23,12 +49,16 @@ def test_combined_reports_both_terms_and_weights_them():
   assert {"clm/loss", "clm/accuracy", "copy/loss", "copy/accuracy"} <= set(metrics)
   assert metrics["copy/tokens"] == 2 * 4  # only the copied half is scored
   assert float(total) == pytest.approx(float(metrics["clm/loss"] + 0.5 * metrics["copy/loss"]), rel=1e-6)
+  assert float(metrics["clm/loss"]) == pytest.approx(EXPECTED["clm"], rel=1e-5)
+  assert float(metrics["copy/loss"]) == pytest.approx(EXPECTED["copy"], rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["clm", "copy", "blank_copy"])
 def test_single_term_objectives(name):
+  """Each objective's loss is the cross-entropy of its hand-written view (not only its own metric)."""
   total, metrics = build(name)(MODEL, BATCH, jnp.int32(0))
   assert metrics[f"{name}/loss"] == total
+  assert float(total) == pytest.approx(EXPECTED[name], rel=1e-5)
 
 
 def test_autoencode_belongs_to_autoencoders_only():
@@ -58,6 +88,11 @@ def test_combined_copy_view_is_selectable_and_the_paper_preset_weights_as_the_re
   # CLM mean plus half the copy mean when chunks hold equal numbers of scored tokens.
   total, metrics = objective(MODEL, BATCH, jnp.int32(0))
   assert float(total) == pytest.approx(float(metrics["clm/loss"] + 0.5 * metrics["copy/loss"]), rel=1e-6)
+  # Its copy term, by hand: inputs [first half, 3 delimiters, blanks], scored after the delimiters.
+  delimited = np.concatenate([FIRST, np.full((2, 3), 3), np.full((2, 1), 2)], 1)
+  scored = np.arange(8)[None, :].repeat(2, 0) >= 4 + 3
+  assert float(metrics["copy/loss"]) == pytest.approx(
+      naive_next_token_loss(delimited, np.concatenate([FIRST, FIRST], 1), scored), rel=1e-5)
 
 
 def test_combined_copy_view_by_import_path_or_refused():

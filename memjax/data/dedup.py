@@ -14,9 +14,10 @@ from typing import Sequence
 
 SHINGLE_WORDS = 8
 # Containment at or above which a document counts as a near-copy. The embedded corpus's duplicated
-# pydoc topics (`try` in `compound`, `in` in `comparisons`, `if` = `else`) are 95-100 % contained and
-# the encodings' boilerplate docstrings 78 %, while unrelated documents share at most a few
-# percent of their 8-word shingles (stock phrases such as "Return a new ... object").
+# pydoc topics (`try` in `compound`, `in` in `comparisons`, `if` = `else`) and the encodings'
+# boilerplate docstrings are mostly contained in another document, while most documents share
+# none of their 8-word shingles and others mostly stock phrases ("Return a new ... object"); the
+# containments and the command that measures them: benchmarks/README.md.
 THRESHOLD = 0.25
 
 

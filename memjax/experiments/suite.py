@@ -30,8 +30,8 @@ RUNS = "runs"
 CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
 CPU_MIXER_KERNEL = 8
 # Tokens per window (per memory-model chunk) at cpu scale: the `small` preset's 32 halved, so that
-# a transformer autoencoder learns in 1000 steps (25 % of tokens at 16, 12 % at 32) and each
-# experiment trains in at most 20 minutes on 2 cores (docs/results.md).
+# a transformer autoencoder learns in 1000 steps and each experiment trains within the 20-minute
+# budget on 2 cores (the figures at 16 and 32 tokens: docs/results.md).
 CPU_N_CTX = 16
 
 

@@ -3,8 +3,8 @@
 The query heads of a group are stacked along the query axis so every product is a plain batched
 GEMM, the mask is an additive constant, the softmax is normalized after the value product (as flash
 attention does) and the backward is hand-written (`_stacked_attention`, which keeps the T x T
-weights as a residual). Measured 2.8x faster, forward and backward, than
-`jax.nn.dot_product_attention`'s XLA path at d=256, T=256, before the hand-written backward.
+weights as a residual): faster, forward and backward, than `jax.nn.dot_product_attention`'s XLA
+path (benchmarks/README.md, "What the speed came from").
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ _stacked_attention.defvjp(_stacked_attention_fwd, _stacked_attention_bwd)
 def _contract_queries(a_QxSxH: jax.Array, b_QxSxT: jax.Array) -> jax.Array:
   """b^T a (contracting the query axis S) computed as (a^T b)^T.
 
-  Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen at ~76
-  GFLOP/s; the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (attention
-  forward + backward 12 -> 9.3 ms at B=8, T=256, 4 heads of 64: 2.7 % of the `bench` step). With
+  Left to itself XLA:CPU folds the transposes into the product and runs it on Eigen's slower GEMM;
+  the barriers keep a^T and the product materialized, so it is a YNNPACK GEMM (the gain per `bench`
+  step: benchmarks/README.md, "What the speed came from"). With
   the entry points' oneDNN setting (`memjax.runtime.tune_xla_cpu`) both forms run alike.
   """
   a_QxHxS = jax.lax.optimization_barrier(a_QxSxH.transpose(0, 2, 1))

@@ -11,7 +11,7 @@ class Dense(nnx.Linear):
 
   Same parameters and math; the reshape matters for speed. XLA:CPU lowers the weight gradient of a
   dot with several contracting dimensions (batch and time) to a much slower kernel than one GEMM
-  (measured: 2x slower SwiGLU backward at d=256, 2048 tokens).
+  (how much slower: benchmarks/README.md, "What the speed came from").
   """
 
   def __call__(self, x: jax.Array) -> jax.Array:

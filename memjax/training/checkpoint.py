@@ -114,9 +114,9 @@ def restore(mngr: ocp.CheckpointManager, step: int, target: Any, iterator: Any =
 
 def restore_arrays(mngr: ocp.CheckpointManager, step: int, target: Any) -> Any:
   """`restore` (state only) one array at a time, for pretrained weights: Orbax reads all requested
-  arrays concurrently, each with a staging buffer. Measured on 1.45 GB of float32 weights (381M
-  parameters, CPU): peak RSS 2.80 GB restoring all at once, 2.48 GB one at a time (the weights, the
-  largest array's staging buffer and ~0.2 GB of runtime)."""
+  arrays concurrently, each with a staging buffer, so one at a time peaks at the weights, the
+  largest array's staging buffer and the runtime (peak RSS of both ways: benchmarks/README.md,
+  "Pretrained models")."""
   check_shapes(target, stored_shapes(mngr, step), f"checkpoint step {step} in {mngr.directory}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
   restored = []

@@ -59,8 +59,8 @@ def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokeni
   (out_dir / PRETRAINED_JSON).write_text(json.dumps(source, indent=2))
   mngr = checkpoint.manager(out_dir / CHECKPOINTS, items=(checkpoint.STATE,), async_save=False)
   # As host jax arrays (device_put of float32 numpy is zero-copy there): Orbax stages a host copy of
-  # the arrays it saves, and of numpy arrays even more (measured at 381M parameters: peak 3.1 GB
-  # for jax arrays, 3.8 GB for numpy ones, with 1.5 GB of weights).
+  # the arrays it saves, and of numpy arrays even more (peak host memory of both:
+  # benchmarks/README.md, "Pretrained models").
   cpu = jax.devices("cpu")[0]
   checkpoint.save(mngr, 0, {"params": jax.tree.map(lambda x: jax.device_put(x, cpu), params)}, force=True)
   mngr.close()
