@@ -9,18 +9,21 @@ directly, from the Cloud TPU / SLURM / xpk documentation, not from the goldens.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pathlib
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
 from launch import __main__ as cli
 from launch import gpu, tpu, xpk
 from launch import job as jobs
-from launch.runner import Cmd, Result
+from launch.runner import Cmd, Result, Shell
 
 ROOT = pathlib.Path(__file__).parent.parent
 GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
@@ -124,7 +127,8 @@ def test_every_worker_script_is_bash(accelerator):
   job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/r", "--config.train.steps=10"), SHA,
                  (("NOTE", "it's quoted"),))
   scripts = tpu.worker_scripts(s, job, "0.10.2")
-  assert set(scripts) == {"setup.sh", "versions.sh", "free_tpu.sh", "run.sh", "start.sh", "status.sh", "stop.sh"}
+  assert set(scripts) == {"setup.sh", "versions.sh", "free_tpu.sh", "run.sh", "start.sh", "status.sh", "stop.sh",
+                          "news.sh"}
   for text in scripts.values():
     bash_n(text)
   bash_n(gpu.sbatch_script(gpu.Slurm("/shared/r", 2, 4), job))
@@ -351,7 +355,8 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
   done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
   assert done.returncode == 42
   calls = (tmp_path / "calls").read_text().splitlines()
-  assert calls[0].startswith(f"srun --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
+  assert calls[0].startswith(
+      f"srun --kill-on-bad-exit=1 --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
   assert ("scontrol requeue 77" in calls) == requeued
 
 
@@ -402,7 +407,7 @@ def test_launch_runs_without_jax():
   """The launcher runs on a laptop with only gcloud: it never imports jax (or memjax)."""
   code = "import sys, launch.__main__; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'memjax')))"
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-  assert out.strip() == "[]"
+  assert out.strip() == "['memjax', 'memjax.accelerators']"  # the chip table, standard library only
   help_text = subprocess.run([sys.executable, "-m", "launch", "tpu", "run", "--help"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
   assert "--retries" in help_text and "--dry-run" in help_text
@@ -411,32 +416,103 @@ def test_launch_runs_without_jax():
 # --- the whole TPU path through the real Shell runner, against a fake gcloud on this machine ---------
 
 FAKE_GCLOUD = '''#!PYTHON -S
-"""gcloud stand-in: a slice of FAKE_TPU_WORKERS workers, each a folder FAKE_TPU_ROOT/wN acting as its home."""
-import os, shutil, subprocess, sys
+# gcloud stand-in that keeps state in FAKE_TPU_ROOT/cloud.json: one queued resource whose describes
+# walk through `plans` (one list of states per create, the last state sticks; "FAILED:why" carries
+# gcloud's reason), nodes whose workers are folders FAKE_TPU_ROOT/NODE/wI (a fresh copy of
+# FAKE_TPU_ROOT/image at each create: new VMs), `fail` counts of scp/ssh calls that exit 255 (a
+# dropped connection), `preempt_after` status polls after which the spot slice is SUSPENDED and its
+# nodes deleted, and a bucket FAKE_TPU_ROOT/gcs for `gcloud storage`.
+import json, os, shutil, subprocess, sys
 args, root = sys.argv[1:], os.environ["FAKE_TPU_ROOT"]
-homes = [os.path.join(root, f"w{i}") for i in range(int(os.environ["FAKE_TPU_WORKERS"]))]
+path = os.path.join(root, "cloud.json")
+st = json.load(open(path))
 with open(os.path.join(root, "gcloud.log"), "a") as log:
   log.write(" ".join(args) + "\\n")
-value = lambda name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
-if args[2:4] == ["queued-resources", "describe"]:
-  print("ACTIVE")
+value = lambda name: next((a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")), None)
+def save():
+  json.dump(st, open(path, "w"))
+def local(url):  # gs://b/x -> FAKE_TPU_ROOT/gcs/b/x
+  return os.path.join(root, "gcs", url[len("gs://"):])
+def nodes():
+  if st["qr"] is None or st["qr"]["deleted_nodes"]:
+    return []
+  count = st["qr"]["nodes"]
+  return [st["qr"]["name"]] if count == 1 else [f"{st['qr']['name']}-{i}" for i in range(count)]
+def homes(node):
+  return [os.path.join(root, node, f"w{i}") for i in range(st["workers"])]
+def fail(kind):
+  if st["fail"].get(kind, 0) > 0:
+    st["fail"][kind] -= 1
+    save()
+    sys.exit(255)
+def drop_nodes():
+  for node in nodes():
+    shutil.rmtree(os.path.join(root, node), ignore_errors=True)
+  st["qr"]["deleted_nodes"] = True
+if args[:2] == ["storage", "cp"]:
+  src, dst = [a for a in args[2:] if not a.startswith("-")]
+  os.makedirs(os.path.dirname(local(dst)), exist_ok=True)
+  shutil.copyfile(src, local(dst))
+elif args[:2] == ["storage", "ls"]:
+  folder = local(args[2])
+  if not os.path.isdir(folder):
+    sys.exit(1)
+  print("\\n".join(args[2] + name + "/" for name in sorted(os.listdir(folder))))
+elif args[2:4] == ["queued-resources", "describe"]:
+  if st["qr"] is None:
+    sys.exit(1)
+  states = st["qr"]["states"]
+  now = states.pop(0) if len(states) > 1 else states[0]
+  save()
+  print(now.replace(":", "\\t", 1))
+elif args[2:4] == ["queued-resources", "create"]:
+  st["creates"] += 1
+  st["qr"] = {"name": args[4], "states": st["plans"].pop(0) if st["plans"] else ["ACTIVE"],
+              "nodes": int(value("node-count") or 1), "deleted_nodes": False}
+  for node in nodes():
+    for home in homes(node):
+      shutil.rmtree(home, ignore_errors=True)
+      shutil.copytree(os.path.join(root, "image"), home, symlinks=True)
+  save()
+elif args[2:4] == ["queued-resources", "delete"]:
+  drop_nodes()
+  st["qr"] = None
+  save()
 elif args[2:4] == ["tpu-vm", "describe"]:
-  print("\\n".join(f"10.0.0.{i}" for i in range(len(homes))))
+  if args[4] not in nodes():
+    print(f"ERROR: node {args[4]} not found", file=sys.stderr)
+    sys.exit(1)
+  print("\\n".join(f"10.0.{nodes().index(args[4])}.{i}" for i in range(st["workers"])))
 elif args[2:4] == ["tpu-vm", "scp"]:
-  src = args[args.index("--recurse") + 1]
-  for home in homes:
-    shutil.copytree(src, os.path.join(home, os.path.basename(src)), dirs_exist_ok=True)
+  fail("scp")
+  paths = [a for a in args[4:] if not a.startswith("-")]
+  node, remote = next(p.split(":", 1) for p in paths if ":" in p)
+  if node not in nodes():
+    sys.exit(255)
+  if "--recurse" in args:  # local folder -> every worker's home
+    for home in homes(node):
+      shutil.copytree(paths[0], os.path.join(home, os.path.basename(paths[0])), dirs_exist_ok=True)
+  else:  # one worker's file -> here
+    shutil.copyfile(os.path.join(homes(node)[int(value("worker"))], remote), paths[1])
 elif args[2:4] == ["tpu-vm", "ssh"]:
-  worker, out, code = value("worker"), next((a.split("=", 1)[1] for a in args if a.startswith("--output-directory=")), None), 0
-  for i, home in enumerate(homes):
-    if worker not in ("all", str(i)):
-      continue
-    done = subprocess.run(["bash", "-c", value("command")], cwd=home, capture_output=True, text=True,
-                          env=dict(os.environ, HOME=home, HOSTNAME=f"w{i}"))
-    if out:
-      open(os.path.join(out, f"{i}.log"), "w").write(done.stdout)
-    else:
-      sys.stdout.write(done.stdout)
+  node, worker, command, code = args[4], value("worker"), value("command"), 0
+  if "--output-directory" in " ".join(args):
+    sys.exit("ERROR: gcloud crashed: open None/0.log")  # what the flag does in the SDK the README names
+  fail("ssh")
+  if "status.sh" in command and st.get("preempt_after") is not None:
+    st["preempt_after"] -= 1
+    if st["preempt_after"] < 0:
+      st["preempt_after"] = None
+      drop_nodes()
+      st["qr"]["states"] = ["SUSPENDED"]
+      save()
+  if node not in nodes():
+    sys.exit(255)
+  picked = range(st["workers"]) if worker == "all" else [int(i) for i in worker.split(",")]
+  for i in picked:
+    done = subprocess.run(["bash", "-c", command], cwd=homes(node)[i], capture_output=True, text=True,
+                          env=dict(os.environ, HOME=homes(node)[i], HOSTNAME=f"{node}-w{i}"))
+    sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     code = max(code, done.returncode)
   sys.exit(code)
@@ -450,25 +526,78 @@ echo "train $* distributed=$MEMJAX_DISTRIBUTED commit=$MEMJAX_COMMIT attempt=$((
 [ "$n" -gt 0 ]  || exit 42
 '''
 
+FAKE_UV = '''#!/bin/bash
+# uv stand-in: records each install command (the worker's whole set-up), installs nothing.
+echo "uv $*" >> "$HOME/installs"
+'''
+
+
+class FakeGcloud:
+  """The stateful fake gcloud on PATH, a `hostname` that names the fake worker, and the image every
+  new worker VM starts from (the fake venv python `train`, a fake uv)."""
+
+  def __init__(self, tmp_path, monkeypatch, train=FAKE_PYTHON, workers=2, plans=(), fail=None, preempt_after=None,
+               exists=True, name="it"):
+    self.root, self.name = tmp_path / "cloud", name
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    self.root.mkdir()
+    _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
+    _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
+    _executable(bin_dir / "hostname", '#!/bin/bash\necho "$HOSTNAME"\n')
+    image = self.root / "image"
+    (image / f"memjax-{name}" / "venv" / "bin").mkdir(parents=True)
+    _executable(image / f"memjax-{name}" / "venv" / "bin" / "python", train.replace("PYTHON", sys.executable))
+    (image / ".local" / "bin").mkdir(parents=True)
+    _executable(image / ".local" / "bin" / "uv", FAKE_UV)
+    self.save({"workers": workers, "plans": [list(p) for p in plans], "fail": dict(fail or {}),
+               "preempt_after": preempt_after, "creates": 0, "qr": None})
+    if exists:  # an ACTIVE slice, made by a create that is not logged
+      subprocess.run([str(bin_dir / "gcloud"), "compute", "tpus", "queued-resources", "create", name],
+                     env=dict(os.environ, FAKE_TPU_ROOT=str(self.root)), check=True)
+      state = self.state()
+      state["creates"] = 0
+      self.save(state)
+      (self.root / "gcloud.log").unlink()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TPU_ROOT", str(self.root))
+
+  def state(self) -> dict:
+    return json.loads((self.root / "cloud.json").read_text())
+
+  def save(self, state) -> None:
+    (self.root / "cloud.json").write_text(json.dumps(state))
+
+  def calls(self) -> list[str]:
+    path = self.root / "gcloud.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+  def home(self, worker: int, node: str | None = None) -> pathlib.Path:
+    return self.root / (node or self.name) / f"w{worker}" / f"memjax-{self.name}"
+
+
+class FastShell(Shell):
+  """The real runner, with every wait cut to a few milliseconds (polls, back-offs, grace periods)."""
+
+  def __init__(self):
+    super().__init__(err=io.StringIO())
+    self.slept = []
+
+  def sleep(self, seconds):
+    self.slept.append(seconds)
+    time.sleep(0.01)
+
+  @property
+  def said(self) -> str:
+    return self.err.getvalue()
+
 
 def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
   """Real runner, real git archive and worker scripts on 2 fake workers: preempted (42), relaunched, done."""
-  from launch.runner import Shell
   monkeypatch.chdir(ROOT)
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
-  _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
-  s = tpu.Slice(f"it-{os.getpid()}", "fake-zone", "v4-16")
-  for i in range(2):  # installed already: setup.sh only extracts the shipped commit
-    venv = tmp_path / "workers" / f"w{i}" / s.home / "venv"
-    (venv / "bin").mkdir(parents=True)
-    _executable(venv / "bin" / "python", FAKE_PYTHON.replace("PYTHON", sys.executable))
-    (venv / f"installed-{commit[:12]}-jax-0.10.2-hf").touch()
-  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-  monkeypatch.setenv("FAKE_TPU_ROOT", str(tmp_path / "workers"))
-  monkeypatch.setenv("FAKE_TPU_WORKERS", "2")
+  cloud = FakeGcloud(tmp_path, monkeypatch, name=f"it-{os.getpid()}")
+  s = tpu.Slice(cloud.name, "fake-zone", "v4-16")
   job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), commit)
   try:
     assert tpu.run(s, job, Shell(), retries=1, poll_s=0.2) == 0
@@ -476,12 +605,12 @@ def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
   finally:
     subprocess.run(["rm", "-rf", s.staging])
   for i in range(2):
-    home = tmp_path / "workers" / f"w{i}" / s.home
+    home = cloud.home(i)
     assert (home / "code" / "COMMIT").read_text().strip() == commit
     assert (home / "code" / "memjax" / "train.py").exists()  # the archive of the commit, extracted
     assert (home / "attempts").read_text().strip() == "2" and (home / "exit_code").read_text().strip() == "0"
     log = (tmp_path / "logs" / f"{i}.log").read_text()
     assert f"train -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1 commit={commit}" in log
     assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
-  calls = (tmp_path / "workers" / "gcloud.log").read_text()
+  calls = "\n".join(cloud.calls())
   assert calls.count("start.sh") == 2 and calls.count("queued-resources create") == 0
