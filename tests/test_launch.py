@@ -14,6 +14,8 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ import pytest
 from launch import __main__ as cli
 from launch import gpu, tpu, xpk
 from launch import job as jobs
-from launch.runner import Cmd, Result, Shell
+from launch.runner import Cmd, CommandError, Result, Shell
 
 ROOT = pathlib.Path(__file__).parent.parent
 GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
@@ -445,8 +447,13 @@ def fail(kind):
     st["fail"][kind] -= 1
     save()
     sys.exit(255)
-def drop_nodes():
+def drop_nodes():  # the VMs go away with whatever runs on them
   for node in nodes():
+    for home in homes(node):
+      try:
+        os.killpg(os.getpgid(int(open(os.path.join(home, f"memjax-{st['qr']['name']}", "train.pid")).read())), 9)
+      except (OSError, ValueError):
+        pass
     shutil.rmtree(os.path.join(root, node), ignore_errors=True)
   st["qr"]["deleted_nodes"] = True
 if args[:2] == ["storage", "cp"]:
@@ -467,6 +474,8 @@ elif args[2:4] == ["queued-resources", "describe"]:
   print(now.replace(":", "\\t", 1))
 elif args[2:4] == ["queued-resources", "create"]:
   st["creates"] += 1
+  if st["creates"] > 20:
+    sys.exit("ERROR: (gcloud) quota exceeded: too many queued resources created")
   st["qr"] = {"name": args[4], "states": st["plans"].pop(0) if st["plans"] else ["ACTIVE"],
               "nodes": int(value("node-count") or 1), "deleted_nodes": False}
   for node in nodes():
@@ -482,7 +491,10 @@ elif args[2:4] == ["tpu-vm", "describe"]:
   if args[4] not in nodes():
     print(f"ERROR: node {args[4]} not found", file=sys.stderr)
     sys.exit(1)
-  print("\\n".join(f"10.0.{nodes().index(args[4])}.{i}" for i in range(st["workers"])))
+  if value("format") == "value(state,health)":
+    print("READY\\tHEALTHY")
+  else:
+    print("\\n".join(f"10.0.{nodes().index(args[4])}.{i}" for i in range(st["workers"])))
 elif args[2:4] == ["tpu-vm", "scp"]:
   fail("scp")
   paths = [a for a in args[4:] if not a.startswith("-")]
@@ -575,6 +587,26 @@ class FakeGcloud:
   def home(self, worker: int, node: str | None = None) -> pathlib.Path:
     return self.root / (node or self.name) / f"w{worker}" / f"memjax-{self.name}"
 
+  def close(self) -> None:
+    """Kills every run still going on a fake worker (a failed test leaves none behind)."""
+    for pid_file in self.root.glob("*/w*/memjax-*/train.pid"):
+      try:
+        os.killpg(os.getpgid(int(pid_file.read_text())), signal.SIGKILL)
+      except (OSError, ValueError):
+        pass
+
+
+@pytest.fixture
+def fake_gcloud(tmp_path, monkeypatch):
+  """Makes the FakeGcloud (one per test), killing its workers' runs at the end."""
+  made = []
+  def make(**kwargs) -> FakeGcloud:
+    made.append(FakeGcloud(tmp_path, monkeypatch, **kwargs))
+    return made[-1]
+  yield make
+  for cloud in made:
+    cloud.close()
+
 
 class FastShell(Shell):
   """The real runner, with every wait cut to a few milliseconds (polls, back-offs, grace periods)."""
@@ -592,11 +624,11 @@ class FastShell(Shell):
     return self.err.getvalue()
 
 
-def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
+def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch, fake_gcloud):
   """Real runner, real git archive and worker scripts on 2 fake workers: preempted (42), relaunched, done."""
   monkeypatch.chdir(ROOT)
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-  cloud = FakeGcloud(tmp_path, monkeypatch, name=f"it-{os.getpid()}")
+  cloud = fake_gcloud(name=f"it-{os.getpid()}")
   s = tpu.Slice(cloud.name, "fake-zone", "v4-16")
   job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), commit)
   try:
@@ -614,3 +646,252 @@ def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
     assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
   calls = "\n".join(cloud.calls())
   assert calls.count("start.sh") == 2 and calls.count("queued-resources create") == 0
+
+
+# --- issue 18: each defect, against the stateful fake gcloud (or the fake runner) -------------------
+
+def launch(argv, capsys=None) -> tuple[int, FastShell]:
+  """`python -m launch ARGV` for real (no dry run), through the real runner with short waits."""
+  runner = FastShell()
+  return cli.main(argv, runner=runner), runner
+
+
+E2E = ["--name=it", "--zone=us-central2-b", "--accelerator=v4-16", "--skip_preflight"]
+
+
+def train_args(workdir="gs://b/run"):
+  return ["--", "--config=configs/clm.py:paper", f"--workdir={workdir}"]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+  """`git archive HEAD` needs the repository; staging folders are removed afterwards."""
+  monkeypatch.chdir(ROOT)
+  yield
+  for staging in ("/tmp/memjax-it", "/tmp/memjax-xpk-it", "/tmp/memjax-xpk-it.tar.gz"):
+    shutil.rmtree(staging, ignore_errors=True) if os.path.isdir(staging) else pathlib.Path(staging).unlink(missing_ok=True)
+
+
+def test_1_a_gs_workdir_installs_gcsfs_and_jax_tpu_on_the_workers(fake_gcloud, in_repo, capsys):
+  """Defect 1: a gs:// workdir needs gcsfs (the gcs extra); the workers install it, and the tpu extra."""
+  cloud = fake_gcloud()
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  for i in range(2):
+    installs = (cloud.home(i).parent / "installs").read_text()
+    assert '"./code[hf,gcs,tpu]"' in installs or "./code[hf,gcs,tpu]" in installs, installs
+  out = dry_run(CASES["tpu_run_v5e_spot"], capsys)
+  assert '"./code[hf,gcs,tpu]"' in out
+  assert '".[hf,gcs,tpu]"' in dry_run(CASES["xpk_run_v5e"], capsys)
+  job = jobs.Job(("--config=c", "--workdir=/shared/x"), SHA)
+  assert job.extras("hf", tpu=False) == "hf"  # no bucket, no gcsfs
+  assert job.extras("", tpu=True, jax_version="0.9.0") == ""  # another jax: its own pin, not the extra's
+
+
+def test_2_logs_out_copies_each_workers_log_with_scp(fake_gcloud, tmp_path):
+  """Defect 2: gcloud's ssh --output-directory is broken; each worker's log comes back by scp."""
+  cloud = fake_gcloud(workers=3)
+  for i in range(3):
+    cloud.home(i).mkdir(parents=True, exist_ok=True)
+    (cloud.home(i) / "run.log").write_text(f"log of worker {i}\n")
+  code, runner = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", f"--out={tmp_path}/logs"])
+  assert code == 0, runner.said
+  assert [(tmp_path / "logs" / f"{i}.log").read_text() for i in range(3)] == [f"log of worker {i}\n" for i in range(3)]
+  assert sum("tpu-vm scp" in call and "--worker=" in call for call in cloud.calls()) == 3
+  code, _ = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", "--worker=0,2", f"--out={tmp_path}/two"])
+  assert code == 0 and sorted(os.listdir(tmp_path / "two")) == ["0.log", "2.log"]
+
+
+def test_3_a_failing_queued_resource_is_recreated_a_bounded_number_of_times_with_its_reason(fake_gcloud, capsys):
+  """Defect 3: FAILED forever -> at most --max-recreates re-creations, growing back-off, reason each time."""
+  cloud = fake_gcloud(exists=False, plans=[["WAITING_FOR_RESOURCES", "FAILED:no v4 capacity in us-central2-b"]] * 30)
+  code, runner = launch(["tpu", "create", *E2E, "--max-recreates=3", "--poll-seconds=10"])
+  assert code == 2 and cloud.state()["creates"] == 4  # the create, then 3 re-creations
+  assert runner.said.count("no v4 capacity in us-central2-b") == 3  # at each re-creation
+  err = capsys.readouterr().err
+  assert "no v4 capacity in us-central2-b" in err and "giving up" in err and "--max-recreates=3" in err
+  backoffs = [seconds for seconds in runner.slept if seconds > 10]
+  assert backoffs == [20, 40]  # 10 (the poll interval) before the first, then doubling
+  assert sum("queued-resources delete" in call for call in cloud.calls()) == 3
+
+
+def test_4_a_dropped_scp_or_ssh_connection_is_retried_within_retries(fake_gcloud, in_repo):
+  """Defect 4: scp exits 255 once (a spot VM preempted mid-copy): retried after a back-off, not fatal."""
+  cloud = fake_gcloud(fail={"scp": 1})
+  code, runner = launch(["tpu", "run", *E2E, "--retries=2", *train_args()])
+  assert code == 0, runner.said
+  assert sum("tpu-vm scp" in call for call in cloud.calls()) == 3  # dropped, shipped, shipped again after 42
+  assert "connection to the workers was lost" in runner.said
+
+
+class Dropping(FakeCloud):
+  """The fake runner's cloud, where the first `drops` ssh commands running `script` exit 255."""
+
+  def __init__(self, script, drops, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.script, self.drops = script, drops
+
+  def run(self, command):
+    if f"--command=bash memjax-memjax-1/{self.script}" in " ".join(command.argv) and self.drops:
+      self.drops -= 1
+      self.log.append(" ".join(command.argv))
+      raise CommandError(command, 255)
+    return super().run(command)
+
+
+@pytest.mark.parametrize("script", ["setup.sh", "versions.sh", "start.sh"])
+def test_4_ssh_lost_during_setup_version_check_or_start_is_retried(script):
+  cloud = Dropping(script, 1, ["ACTIVE"], runs=[[("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1) == 0
+  assert cloud.ran(script) == 2 and any("trying again" in message for message in cloud.said)
+  cloud = Dropping(script, 1, ["ACTIVE"], runs=[[("0", "0")]])
+  with pytest.raises(CommandError, match="exit code 255"):
+    tpu.run(S, JOB, cloud, retries=0, poll_s=1)  # no retries left: the error, naming the command
+
+
+def test_4_a_real_setup_error_is_not_retried():
+  class Broken(FakeCloud):
+    def run(self, command):
+      if "--command=bash memjax-memjax-1/setup.sh" in " ".join(command.argv):
+        raise CommandError(command, 1)  # pip could not install: retrying would fail the same way
+      return super().run(command)
+  cloud = Broken(["ACTIVE"], runs=[])
+  with pytest.raises(CommandError, match="exit code 1"):
+    tpu.run(S, JOB, cloud, retries=3, poll_s=1)
+  assert cloud.ran("start.sh") == 0
+
+
+def test_5_the_other_workers_finish_their_checkpoint_before_a_relaunch():
+  """Defect 5: worker 0 exits 42 while worker 1 still checkpoints: no SIGKILL, wait, then relaunch."""
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("42", "running"), ("42", "running"), ("42", "42")],
+                                      [("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1, grace_s=10) == 0
+  assert cloud.ran("stop.sh --force") == 0 and cloud.ran("start.sh") == 2
+  assert any("finish their checkpoint" in message for message in cloud.said)
+  # one that never finishes is stopped once the grace period is over
+  cloud = FakeCloud(["ACTIVE"], runs=[[("42", "running")], [("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1, grace_s=3) == 0
+  assert cloud.ran("stop.sh --force") == 1
+  assert cloud.ran("status.sh") == 1 + 4 + 1 + 1  # attach check, 4 polls (3 s of grace), relaunch check, poll
+
+
+GRACEFUL_TRAIN = """#!/bin/bash
+if [ "$1" = "-" ]; then exec PYTHON -; fi
+n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
+echo "train attempt $((n + 1)) on $HOSTNAME"
+[ "$n" -gt 0 ] && exit 0
+case "$HOSTNAME" in *w0) exit 42;; esac
+sleep 1; echo saved > ../checkpoint_saved; exit 42
+"""
+
+
+def test_5_grace_with_real_workers(fake_gcloud, in_repo):
+  """Worker 0 is preempted at once; worker 1 takes a second to save its checkpoint, then exits 42 too."""
+  cloud = fake_gcloud(train=GRACEFUL_TRAIN)
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  assert (cloud.home(1) / "checkpoint_saved").exists()  # not killed mid-checkpoint
+  assert not any("stop.sh --force" in call for call in cloud.calls())
+
+
+def test_6_followed_logs_are_line_buffered(capsys):
+  """Defect 6: `sed` without -u holds lines back in its buffer; with -u they arrive as written."""
+  out = dry_run(["tpu", "logs", *SLICE, "--follow"], capsys)
+  assert "tail -n 100 -F memjax-memjax-1/run.log | sed -u " in out
+  assert "sed -u" in dry_run(["tpu", "logs", *SLICE, "--worker=1-3", "--follow"], capsys)
+
+
+@pytest.mark.parametrize("code, requeued", [(42, True), (137, True), (143, True), (255, True), (1, False), (0, False)])
+def test_7_sbatch_requeues_after_preemption_or_a_signal(tmp_path, code, requeued):
+  """Defect 7: srun returns 128+signal for a task killed by a signal (preempted, OOM): requeued too."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit {code}\n')
+  _executable(bin_dir / "scontrol", f'#!/bin/bash\necho "scontrol $*" >> {tmp_path}/calls\n')
+  cfg = gpu.Slurm(str(tmp_path / "run"), nodes=2, gpus_per_node=4, retries=3)
+  job = jobs.Job(("--config=configs/clm.py:paper", f"--workdir={tmp_path}/work"), SHA)
+  os.makedirs(gpu.code_dir(cfg, SHA))
+  script = tmp_path / "job.sbatch"
+  script.write_text(gpu.sbatch_script(cfg, job))
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77", SLURM_RESTART_COUNT="0")
+  assert subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True).returncode == code
+  calls = (tmp_path / "calls").read_text().splitlines()
+  assert calls[0].startswith("srun --kill-on-bad-exit=1 ")
+  assert ("scontrol requeue 77" in calls) == requeued
+
+
+class Refuse:
+  """A runner that fails the test if anything runs, is written, or is waited for."""
+
+  def run(self, command):
+    raise AssertionError(f"ran {command}")
+
+  def write(self, path, text):
+    raise AssertionError(f"wrote {path}")
+
+  def sleep(self, seconds):
+    raise AssertionError("waited")
+
+  def say(self, message):
+    pass
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gpu", "slurm", "--run-dir=/r", f"--commit={SHA}", "--", "--config=c", "--workdir=rel/x"], "absolute path"),
+    (["gpu", "slurm", "--run-dir=/r", "--mem=lots", f"--commit={SHA}", "--", "--config=c", "--workdir=/w"], "--mem"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--", "--config=c", "--workdir=runs/x"],
+     "gs:// workdir"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", f"--commit={SHA}", "--", "--config=c",
+      "--workdir=runs/x"], "gs:// workdir"),
+])
+def test_8_bad_arguments_are_refused_before_anything_runs_or_is_written(argv, message, capsys):
+  """Defect 8: `gpu slurm` ran mkdir, git archive and tar before it looked at the workdir."""
+  assert cli.main(argv, runner=Refuse()) == 2
+  assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, tool, hint", [
+    (["tpu", "delete", *SLICE], "gcloud", "cloud.google.com/sdk"),
+    (["xpk", "delete", "--cluster=c", "--workload=w"], "xpk", "pip install xpk"),
+])
+def test_9_a_missing_tool_is_named_with_how_to_get_it(argv, tool, hint, tmp_path, monkeypatch, capsys):
+  """Defect 9: gcloud / xpk / sbatch not on PATH: not "exit code 127", but what is missing and how to get it."""
+  monkeypatch.setenv("PATH", str(tmp_path))
+  assert cli.main(argv) == 127
+  err = capsys.readouterr().err
+  assert f"{tool} is not installed" in err and hint in err, err
+
+
+def test_9_sbatch_missing(tmp_path, monkeypatch, capsys, in_repo):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for tool in ("git", "mkdir", "tar", "gzip"):
+    (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip())
+  monkeypatch.setenv("PATH", str(bin_dir))
+  argv = ["gpu", "slurm", f"--run-dir={tmp_path}/run", "--", "--config=c", f"--workdir={tmp_path}/w"]
+  assert cli.main(argv) == 127
+  err = capsys.readouterr().err
+  assert "sbatch is not installed" in err and "SLURM login node" in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "create", *SLICE, "--accelerator=v6e-3"], "'v6e-3' does not exist"),
+    (["tpu", "create", *SLICE, "--accelerator=v5p-7"], "'v5p-7' does not exist"),
+    (["tpu", "create", "--name=a", "--zone=uscentral2b", "--accelerator=v4-8"], "'uscentral2b' is not a zone"),
+    (["tpu", "create", "--name=a", "--zone=us-central2", "--accelerator=v4-8"], "'us-central2' is not a zone"),
+    (["xpk", "run", "--cluster=c", "--workload=Clm_1", "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "--workload 'Clm_1'"),
+    (["xpk", "run", "--cluster=c", "--workload=" + "a" * 41, "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "at most 40"),
+    (["xpk", "run", "--cluster=c", "--workload=clm-", "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "--workload 'clm-'"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v6e-3", f"--commit={SHA}", *TRAIN], "does not exist"),
+])
+def test_10_accelerators_zones_and_workload_names_are_checked(argv, message, capsys):
+  assert cli.main(with_dry_run(argv)) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_10_worker_lists_and_ranges_pass_through(capsys):
+  assert "--worker=1,3 " in dry_run(["tpu", "logs", *SLICE, "--worker=1,3"], capsys)
+  assert "--worker=0-2,5 " in dry_run(["tpu", "logs", *SLICE, "--worker=0-2,5"], capsys)
+  assert tpu.worker_indices("0-2,5", 8) == [0, 1, 2, 5] and tpu.worker_indices("all", 2) == [0, 1]
+  assert "xpk workload create" in dry_run(["xpk", "run", "--cluster=c", "--workload=" + "a" * 40, "--tpu=v4-8",
+                                           f"--commit={SHA}", *TRAIN], capsys)
