@@ -17,6 +17,7 @@ from launch import job as jobs
 from launch.runner import Cmd, Runner, cmd
 from launch.tpu import LIBTPU_RELEASES, accelerator_type
 
+IMAGE_HOME = "/memjax"  # where launch/Dockerfile puts the code (configs/ are read relative to it)
 NAME = r"[a-z]([-a-z0-9]*[a-z0-9])?"  # xpk's workload name pattern, at most MAX_NAME characters
 MAX_NAME = 40
 
@@ -55,7 +56,7 @@ def container_command(w: Workload, job: jobs.Job, jax_version: str, extras: str 
   """What the container runs: the install (none in a prepared --docker-image), then training."""
   train = shlex.join(job.command("python3"))
   if w.docker_image:
-    return train
+    return f"cd {IMAGE_HOME} && {train}"
   package = jobs.package(".", job.extras(extras, tpu=True, jax_version=jax_version))
   install = f'python3 -m pip install "{jobs.jax_tpu(jax_version)}" -f {LIBTPU_RELEASES} "{package}"'
   return f"{install} && {train}"

@@ -56,6 +56,23 @@ CASES = {
     "xpk_delete": ["xpk", "delete", "--cluster=my-cluster", "--workload=clm-1"],
     "gpu_node": ["gpu", "node", "--gpus=0,1,2,3", "--retries=2", "--env=XLA_PYTHON_CLIENT_MEM_FRACTION=.9", "--",
                  "--config=configs/clm.py:small", "--workdir=runs/clm"],
+    "tpu_create_v5e_2slices": ["tpu", "create", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5e-16",
+                               "--num_slices=2", "--spot", "--", "--config=configs/clm.py:paper"],
+    "tpu_run_v5e_2slices": ["tpu", "run", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5e-16",
+                            "--num_slices=2", "--spot", "--retries=5", f"--commit={SHA}", *TRAIN,
+                            "--config.train.steps=1000"],
+    "tpu_create_options": ["tpu", "create", *SLICE, "--accelerator=v4-8", "--internal-ip",
+                           "--service-account=trainer@my-project.iam.gserviceaccount.com",
+                           "--scopes=https://www.googleapis.com/auth/cloud-platform", "--network=tpu-net",
+                           "--subnetwork=tpu-subnet", "--valid-until-duration=6h", "--skip_preflight"],
+    "tpu_status": ["tpu", "status", *SLICE, "--workdir=gs://my-bucket/runs/clm"],
+    "tpu_logs_2slices": ["tpu", "logs", *SLICE, "--num_slices=2", "--out=logs/memjax-1"],
+    "xpk_run_docker": ["xpk", "run", "--cluster=my-cluster", "--workload=clm-3", "--tpu=v6e-16",
+                       "--docker-image=us-docker.pkg.dev/my-project/memjax/memjax:0123456", "--max-restarts=5",
+                       f"--commit={SHA}", *TRAIN],
+    "gpu_slurm_options": ["gpu", "slurm", "--nodes=1", "--gpus-per-node=4", "--cpus-per-task=16", "--mem=0",
+                          "--exclusive", "--qos=high", "--constraint=a100", "--run-dir=/shared/memjax/clm",
+                          f"--commit={SHA}", "--", "--config=configs/clm.py:small", "--workdir=/shared/memjax/w"],
     "gpu_slurm": ["gpu", "slurm", "--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=my-account",
                   "--time=04:00:00", "--retries=3", "--run-dir=/shared/memjax/clm", f"--commit={SHA}", "--",
                   "--config=configs/clm.py:paper", "--workdir=/shared/memjax/clm/workdir"],
@@ -517,7 +534,7 @@ elif args[2:4] == ["tpu-vm", "ssh"]:
       st["preempt_after"] = None
       drop_nodes()
       st["qr"]["states"] = ["SUSPENDED"]
-      save()
+    save()
   if node not in nodes():
     sys.exit(255)
   picked = range(st["workers"]) if worker == "all" else [int(i) for i in worker.split(",")]
@@ -531,8 +548,8 @@ elif args[2:4] == ["tpu-vm", "ssh"]:
 '''
 
 FAKE_PYTHON = '''#!/bin/bash
-# venv/bin/python stand-in: versions.sh gets the real Python; memjax.train is preempted (42) on its first start.
-if [ "$1" = "-" ]; then exec PYTHON -; fi
+# venv/bin/python stand-in: versions.sh gets the versions; memjax.train is preempted (42) on its first start.
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
 n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
 echo "train $* distributed=$MEMJAX_DISTRIBUTED commit=$MEMJAX_COMMIT attempt=$((n + 1))"
 [ "$n" -gt 0 ]  || exit 42
@@ -776,7 +793,7 @@ def test_5_the_other_workers_finish_their_checkpoint_before_a_relaunch():
 
 
 GRACEFUL_TRAIN = """#!/bin/bash
-if [ "$1" = "-" ]; then exec PYTHON -; fi
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
 n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
 echo "train attempt $((n + 1)) on $HOSTNAME"
 [ "$n" -gt 0 ] && exit 0
@@ -895,3 +912,159 @@ def test_10_worker_lists_and_ranges_pass_through(capsys):
   assert tpu.worker_indices("0-2,5", 8) == [0, 1, 2, 5] and tpu.worker_indices("all", 2) == [0, 1]
   assert "xpk workload create" in dry_run(["xpk", "run", "--cluster=c", "--workload=" + "a" * 40, "--tpu=v4-8",
                                            f"--commit={SHA}", *TRAIN], capsys)
+
+
+# --- issue 18: preflight, logs in the bucket, multislice, status, images, SLURM options ---------------
+
+FAKE_AOT = """#!/bin/bash
+# python3 stand-in for the preflight: records `-m memjax.aot ...`, exits FAKE_AOT_EXIT with a report.
+echo "$*" >> "$(dirname "$0")/aot-calls"
+if [ "${FAKE_AOT_EXIT:-0}" = 0 ]; then echo "per device: 9.1 GiB of 32 GiB HBM"; exit 0; fi
+echo "does not fit: needs 41.3 GiB of HBM per chip, v4 has 32 GiB; largest buffers: opt_state/mu 12 GiB"
+echo "knobs: --config.train.remat=block, --config.train.microbatches=4"
+exit 1
+"""
+
+
+@pytest.fixture
+def fake_aot(tmp_path):
+  folder = tmp_path / "aot"
+  folder.mkdir()
+  _executable(folder / "python3", FAKE_AOT)
+  return folder
+
+
+def test_preflight_refuses_a_run_that_does_not_fit_before_renting(fake_gcloud, fake_aot, in_repo, monkeypatch,
+                                                                  capsys):
+  cloud = fake_gcloud(exists=False)
+  monkeypatch.setenv("FAKE_AOT_EXIT", "1")
+  preflight = [f"--preflight-python={fake_aot}/python3"]
+  overrides = ["--config.train.steps=10", "--config.model.d_model", "512"]
+  code, runner = launch(["tpu", "run", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         *train_args(), *overrides])
+  err = capsys.readouterr().err
+  assert code == 2 and "needs 41.3 GiB of HBM per chip" in err and "--skip_preflight" in err, err
+  assert "nothing was rented" in err and cloud.calls() == []  # not even a describe
+  assert (fake_aot / "aot-calls").read_text().splitlines() == [
+      "-m memjax.aot --config=configs/clm.py:paper --config.train.steps=10 --config.model.d_model 512 "
+      "--accelerator=v4-16"]
+  code, _ = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                    "--", "--config=configs/clm.py:paper"])
+  assert code == 2 and cloud.calls() == []
+  # --skip_preflight: no compile, the slice is created
+  code, runner = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         "--skip_preflight", "--", "--config=configs/clm.py:paper"])
+  assert code == 0 and cloud.state()["creates"] == 1
+  assert len((fake_aot / "aot-calls").read_text().splitlines()) == 2
+  # a run that fits goes on, its table shown
+  monkeypatch.setenv("FAKE_AOT_EXIT", "0")
+  code, runner = launch(["tpu", "run", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         "--num_slices=1", "--retries=1", *train_args()])
+  assert code == 0 and "preflight passed" in runner.said and "9.1 GiB of 32 GiB" in runner.said
+
+
+def test_preflight_before_xpk_and_in_the_dry_run(tmp_path, fake_aot, monkeypatch, capsys):
+  monkeypatch.setenv("PATH", f"{tmp_path}/bin:{os.environ['PATH']}")
+  (tmp_path / "bin").mkdir()
+  _executable(tmp_path / "bin" / "xpk", f'#!/bin/bash\necho "xpk $*" >> {tmp_path}/xpk-calls\n')
+  monkeypatch.setenv("FAKE_AOT_EXIT", "1")
+  argv = ["xpk", "run", "--cluster=c", "--workload=clm", "--tpu=v5e-16", "--num-slices=2",
+          f"--preflight-python={fake_aot}/python3", f"--commit={SHA}", *TRAIN]
+  assert cli.main(argv, runner=FastShell()) == 2
+  assert not (tmp_path / "xpk-calls").exists()
+  assert "--accelerator=v5litepod-16 --num_slices=2" in (fake_aot / "aot-calls").read_text()
+  out = dry_run(CASES["tpu_run_v5e_2slices"], capsys)
+  assert out.index("python3 -m memjax.aot --config=configs/clm.py:paper --config.train.steps=1000 "
+                   "--accelerator=v5litepod-16 --num_slices=2") < out.index("queued-resources")
+
+
+def test_logs_reach_the_bucket_worker_0_is_shown_live_and_status_reports(fake_gcloud, in_repo, capfd):
+  cloud = fake_gcloud()
+  for step in ("100", "250", "50"):
+    (cloud.root / "gcs" / "b" / "run" / "checkpoints" / step).mkdir(parents=True)
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  for i in range(2):
+    log = (cloud.root / "gcs" / "b" / "run" / "logs" / f"it-w{i}.log").read_text()
+    assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
+  shown = capfd.readouterr().out  # news.sh's output, straight from worker 0
+  assert "attempt=1" in shown and "it-w0 exit 42" in shown and "it-w0 exit 0" in shown and "it-w1 exit" not in shown
+  code, runner = launch(["tpu", "status", "--name=it", "--zone=us-central2-b", "--workdir=gs://b/run"])
+  assert code == 0
+  for text in ("queued resource it: ACTIVE", "node it: READY HEALTHY", "job: ended with exit code 0; workers: 0 0",
+               "last checkpoint in gs://b/run: step 250"):
+    assert text in runner.said, runner.said
+  assert tpu.last_step("gs://b/r/checkpoints/\ngs://b/r/checkpoints/7/\n") == 7 and tpu.last_step("") is None
+
+
+def test_a_spot_node_deleted_mid_run_is_recreated_and_the_run_resumes(fake_gcloud, in_repo):
+  """Preempted: the nodes vanish (ssh 255), the queued resource is SUSPENDED; the log survives in the bucket."""
+  train = """#!/bin/bash
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+n=$(cat "$FAKE_TPU_ROOT/attempts-$HOSTNAME" 2>/dev/null || echo 0); echo $((n + 1)) > "$FAKE_TPU_ROOT/attempts-$HOSTNAME"
+echo "train attempt $((n + 1))"
+[ "$n" -gt 0 ] || sleep 30
+"""
+  cloud = fake_gcloud(train=train, preempt_after=3)  # the attach check, two polls, then preempted
+  code, runner = launch(["tpu", "run", *E2E, "--spot", "--retries=2", "--log-upload-seconds=1", *train_args()])
+  assert code == 0, runner.said
+  assert cloud.state()["creates"] == 1 and "SUSPENDED" in runner.said and "preempted" in runner.said, runner.said
+  assert (cloud.root / "attempts-it-w0").read_text().strip() == "2"
+  log = (cloud.root / "gcs" / "b" / "run" / "logs" / "it-w0.log").read_text()
+  assert "train attempt 2" in log and "exit 0" in log
+
+
+MULTISLICE_TRAIN = """#!/bin/bash
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+echo "slice=$MEGASCALE_SLICE_ID of $MEGASCALE_NUM_SLICES coordinator=$MEGASCALE_COORDINATOR_ADDRESS"
+"""
+
+
+def test_multislice_runs_on_every_worker_of_every_node(fake_gcloud, in_repo, tmp_path):
+  cloud = fake_gcloud(train=MULTISLICE_TRAIN, exists=False)
+  code, runner = launch(["tpu", "run", *E2E, "--num_slices=2", *train_args()])
+  assert code == 0, runner.said
+  assert any("--node-count=2 --node-prefix=it" in call for call in cloud.calls())
+  for node in range(2):
+    for worker in range(2):
+      log = (cloud.home(worker, f"it-{node}") / "run.log").read_text()
+      assert f"slice={node} of 2 coordinator=10.0.0.0:8080" in log
+  code, _ = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", "--num_slices=2", f"--out={tmp_path}/l"])
+  assert code == 0 and sorted(os.listdir(tmp_path / "l")) == ["it-0-0.log", "it-0-1.log", "it-1-0.log", "it-1-1.log"]
+  assert tpu.megascale_env(tpu.Slice("x", "z", "v4-8"), [["10.0.0.2"]], 0) == ""  # one slice: nothing to join
+
+
+def test_gcloud_options_and_multislice_in_the_dry_runs(capsys):
+  create = dry_run(CASES["tpu_create_options"], capsys)
+  for flag in ("--internal-ips", "--service-account=trainer@", "--scopes=https://", "--network=tpu-net",
+               "--subnetwork=tpu-subnet", "--valid-until-duration=6h"):
+    assert flag in create
+  s = tpu.Slice("a", "z", "v4-8", internal_ip=True)
+  assert "--internal-ip" in tpu.ssh_command(s, "a", "true").argv and "--internal-ip" in tpu.scp_command(s, "a").argv
+  assert "--node-count=2 --node-prefix=memjax-1" in dry_run(CASES["tpu_create_v5e_2slices"], capsys)
+  run = dry_run(CASES["tpu_run_v5e_2slices"], capsys)
+  assert ("'--command=MEGASCALE_COORDINATOR_ADDRESS=10.0.0.2:8080 MEGASCALE_NUM_SLICES=2 MEGASCALE_SLICE_ID=1 "
+          "MEGASCALE_PORT=8080 bash memjax-memjax-1/start.sh'") in run
+  with pytest.raises(ValueError, match="--valid-until-duration 'soon'"):
+    tpu.Slice("a", "z", "v4-8", valid_until="soon")
+
+
+def test_xpk_with_a_prepared_image_installs_nothing(capsys):
+  out = dry_run(CASES["xpk_run_docker"], capsys)
+  assert "--docker-image=us-docker.pkg.dev/my-project/memjax/memjax:0123456" in out
+  assert "pip install" not in out and "--script-dir" not in out and "git archive" not in out
+  assert "'--command=cd /memjax && python3 -m memjax.train" in out
+  dockerfile = (ROOT / "launch" / "Dockerfile").read_text()
+  assert f"ARG JAX_VERSION={jobs.JAX_VERSION}" in dockerfile and "ARG EXTRAS=hf,gcs,tpu" in dockerfile
+  assert f"WORKDIR {xpk.IMAGE_HOME}" in dockerfile and "jax[tpu]==${JAX_VERSION}" in dockerfile
+  with pytest.raises(SystemExit):
+    cli.main(["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", "--docker-image=i",
+              "--base-docker-image=python:3.12", *TRAIN])
+
+
+def test_slurm_options_pass_through_and_a_task_gets_several_cores(capsys):
+  out = dry_run(CASES["gpu_slurm_options"], capsys)
+  for line in ("#SBATCH --cpus-per-task=16", "#SBATCH --mem=0", "#SBATCH --exclusive", "#SBATCH --qos=high",
+               "#SBATCH --constraint=a100"):
+    assert line in out
+  assert "#SBATCH --cpus-per-task=8" in dry_run(CASES["gpu_slurm"], capsys)  # the default: not one core
