@@ -111,7 +111,8 @@ def preflight(command: Cmd | None, runner) -> None:
   report = result.stdout.rstrip()
   if result.returncode:
     raise RuntimeError(f"preflight: the run does not fit or does not compile (`{command}` exited "
-                       f"{result.returncode}); nothing was rented. Its report:\n{report or '(no output)'}\n"
+                       f"{result.returncode}); nothing was rented. Its report:\n"
+                       f"{report or '(nothing on stdout: its errors are printed above)'}\n"
                        "Fix the config, pick a larger --accelerator, or skip this check with --skip_preflight")
   runner.say(f"preflight passed: the train step compiles and fits\n{report}" if report else
              "preflight passed: the train step compiles and fits")

@@ -1068,3 +1068,13 @@ def test_slurm_options_pass_through_and_a_task_gets_several_cores(capsys):
                "#SBATCH --constraint=a100"):
     assert line in out
   assert "#SBATCH --cpus-per-task=8" in dry_run(CASES["gpu_slurm"], capsys)  # the default: not one core
+
+
+def test_the_readme_shows_what_a_dry_run_prints(capsys):
+  """README.md's "Run on Cloud TPU" quotes a dry run of `tpu create`: it stays what the launcher prints."""
+  readme = (ROOT / "README.md").read_text()
+  quoted = readme.split("for `create` it prints\n\n```\n", 1)[1].split("```", 1)[0]
+  argv = ["tpu", "create", "--name=clm-v6e", "--zone=us-east5-b", "--accelerator=v6e-8", "--spot", "--dry-run", "--",
+          "--config=configs/clm.py:paper"]
+  assert cli.main(argv) == 0
+  assert capsys.readouterr().out == quoted
