@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
   check = argparse.ArgumentParser(add_help=False)
   check.add_argument("--skip_preflight", "--skip-preflight", action="store_true", dest="skip_preflight",
                      help="rent without compiling the train step here first (python -m memjax.aot)")
-  check.add_argument("--preflight-python", default="python3", help="a Python with memjax and jax[tpu] for the preflight")
+  check.add_argument("--preflight-python", default="python3",
+                     help="a Python with memjax and jax[tpu] for the preflight")
   where = argparse.ArgumentParser(add_help=False)
   where.add_argument("--name", required=True, help="queued resource and TPU node name (nodes NAME-0, ... for slices)")
   where.add_argument("--zone", required=True)
@@ -72,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
   capacity = shape.add_mutually_exclusive_group()
   capacity.add_argument("--spot", action="store_const", const="spot", dest="capacity", default="on-demand")
   capacity.add_argument("--reserved", action="store_const", const="reserved", dest="capacity")
-  shape.add_argument("--poll-seconds", type=_at_least(1, float), default=60, help="how often to poll the slice and the run")
-  shape.add_argument("--max-recreates", type=_at_least(0), default=5,
+  shape.add_argument("--poll-seconds", type=_at_least(1, float), default=60,
+                     help="how often to poll the slice and the run")
+  shape.add_argument("--max-recreates", type=_at_least(0), default=tpu.MAX_RECREATES,
                      help="times in a row a FAILED/SUSPENDED queued resource is created again (with back-off)")
   shape.add_argument("--service-account", help="the VMs' service account (default: the project's compute one)")
   shape.add_argument("--scopes", help="the VMs' access scopes, comma-separated")
@@ -94,9 +96,10 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--jax-version", default=jobs.JAX_VERSION, help="pinned jax[tpu] version")
   p.add_argument("--extras", default=jobs.EXTRAS, help="memjax extras to install (comma-separated, '' for none)")
   p.add_argument("--detach", action="store_true", help="start and return (no waiting, no retries)")
-  p.add_argument("--grace-seconds", type=_at_least(0, float), default=300,
+  p.add_argument("--grace-seconds", type=_at_least(0, float), default=tpu.GRACE_S,
                  help="after one worker is preempted, how long the others may take to checkpoint")
-  p.add_argument("--log-upload-seconds", type=_at_least(1), default=60, help="how often run.log goes to WORKDIR/logs/")
+  p.add_argument("--log-upload-seconds", type=_at_least(1), default=tpu.LOG_UPLOAD_S,
+                 help="how often run.log goes to WORKDIR/logs/")
   p = t.add_parser("logs", parents=[common, where], help="each worker's run.log")
   p.add_argument("--worker", default="all", type=_worker, help="all, an index, a list (1,3) or a range (1-3)")
   p.add_argument("--slice", type=_at_least(0), help="only this slice's node (with --num_slices)")
@@ -142,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--time", help="wall time, e.g. 04:00:00")
   p.add_argument("--python", default="python3", help="a Python with memjax's dependencies, on every node")
   p.add_argument("--retries", type=_at_least(0), default=0, help="requeues after a preemption exit (42, 128+)")
-  p.add_argument("--cpus-per-task", type=_at_least(1), default=8, help="CPU cores per process (SLURM's default: 1)")
+  p.add_argument("--cpus-per-task", type=_at_least(1), default=gpu.Slurm.cpus_per_task,
+                 help="CPU cores per process (SLURM's default: 1)")
   p.add_argument("--mem", help="memory per node, e.g. 200G (0: all of it)")
   p.add_argument("--exclusive", action="store_true", help="no other job on the nodes")
   p.add_argument("--qos")

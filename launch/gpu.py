@@ -105,7 +105,8 @@ def sbatch_script(cfg: Slurm, job: jobs.Job) -> str:
       f"{shlex.join(srun)}\n"
       "code=$?\n"
       'echo "memjax: srun exited $code (restart ${SLURM_RESTART_COUNT:-0})"\n'
-      f'if {{ [ "$code" -eq {jobs.PREEMPTED} ] || [ "$code" -ge 128 ]; }} && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {cfg.retries} ]; then\n'
+      f'if {{ [ "$code" -eq {jobs.PREEMPTED} ] || [ "$code" -ge 128 ]; }} && '
+      f'[ "${{SLURM_RESTART_COUNT:-0}}" -lt {cfg.retries} ]; then\n'
       '  scontrol requeue "$SLURM_JOB_ID"\n'
       "fi\n"
       'exit "$code"\n')

@@ -99,7 +99,8 @@ def preflight_command(train_args, accelerator: str, num_slices: int = 1, python:
   if not any(arg.split("=", 1)[0] == "--config" for arg in config):
     return None
   slices = [f"--num_slices={num_slices}"] * (num_slices > 1)
-  return cmd(python, "-m", "memjax.aot", *config, f"--accelerator={accelerator}", *slices, capture=True, check=False)
+  return cmd(python, "-m", "memjax.aot", *config, f"--accelerator={accelerator}", *slices, capture=True, check=False,
+             with_stderr=True)
 
 
 def preflight(command: Cmd | None, runner) -> None:
@@ -112,7 +113,7 @@ def preflight(command: Cmd | None, runner) -> None:
   if result.returncode:
     raise RuntimeError(f"preflight: the run does not fit or does not compile (`{command}` exited "
                        f"{result.returncode}); nothing was rented. Its report:\n"
-                       f"{report or '(nothing on stdout: its errors are printed above)'}\n"
+                       f"{report or '(no output)'}\n"
                        "Fix the config, pick a larger --accelerator, or skip this check with --skip_preflight")
   runner.say(f"preflight passed: the train step compiles and fits\n{report}" if report else
              "preflight passed: the train step compiles and fits")

@@ -21,11 +21,13 @@ HEREDOC = "MEMJAX_EOF"
 
 @dataclasses.dataclass(frozen=True)
 class Cmd:
-  """A command as argv. `capture`: the caller reads stdout (a query); `check`: non-zero raises."""
+  """A command as argv. `capture`: the caller reads stdout (a query); `check`: non-zero raises;
+  `with_stderr`: stderr is captured into stdout too (a report whose verdict is on stderr)."""
   argv: tuple[str, ...]
   capture: bool = False
   check: bool = True
   dry_stdout: str = ""
+  with_stderr: bool = False
 
   def __str__(self) -> str:
     return shlex.join(self.argv)
@@ -82,7 +84,8 @@ class Shell:
   def run(self, command: Cmd) -> Result:
     self.say(f"$ {command}")
     try:
-      done = subprocess.run(command.argv, stdout=subprocess.PIPE if command.capture else None, text=True)
+      done = subprocess.run(command.argv, stdout=subprocess.PIPE if command.capture else None,
+                            stderr=subprocess.STDOUT if command.with_stderr else None, text=True)
     except FileNotFoundError as error:
       raise MissingTool(command) from error
     if command.check and done.returncode:

@@ -31,6 +31,9 @@ ZONE = r"[a-z]+-[a-z]+[0-9]+-[a-z]"  # region-zone, e.g. us-central2-b
 WORKERS = r"all|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*"
 DURATION = r"([0-9]+[dhms])+"  # gcloud durations: 6h, 1d12h, 90m
 MEGASCALE_PORT = 8080  # the DCN port libtpu's multislice transport listens on
+MAX_RECREATES = 5  # FAILED/SUSPENDED -> created again, at most this many times in a row
+GRACE_S = 300  # after one worker's preemption exit, time for the others to finish their checkpoint
+LOG_UPLOAD_S = 60  # how often run.log is copied to WORKDIR/logs/
 
 
 def accelerator_type(name: str) -> str:
@@ -223,7 +226,7 @@ sudo rm -f /tmp/libtpu_lockfile
 """)
 
 
-def run_script(job: jobs.Job, log_upload_s: int = 60) -> str:
+def run_script(job: jobs.Job, log_upload_s: int = LOG_UPLOAD_S) -> str:
   """run.sh; when the workdir is gs://, run.log goes to WORKDIR/logs/HOST.log every `log_upload_s`
   seconds and once more at the end (before exit_code, so a finished run's log is complete there)."""
   train = shlex.join(job.command("../venv/bin/python"))
@@ -293,7 +296,7 @@ fi
 
 
 def worker_scripts(s: Slice, job: jobs.Job, jax_version: str, extras: str = jobs.EXTRAS,
-                   log_upload_s: int = 60) -> dict[str, str]:
+                   log_upload_s: int = LOG_UPLOAD_S) -> dict[str, str]:
   """Every worker's scripts; `extras` as given by the user (the job adds gcs and tpu)."""
   return {"setup.sh": setup_script(job.commit, jax_version, job.extras(extras, tpu=True, jax_version=jax_version)),
           "versions.sh": versions_script(), "free_tpu.sh": free_script(s.generation),
@@ -353,7 +356,7 @@ def state(s: Slice, runner: Runner) -> tuple[str, str]:
 
 
 def wait_active(s: Slice, runner: Runner, poll_s: float, create_missing: bool, created: bool = False,
-                max_recreates: int = 5) -> None:
+                max_recreates: int = MAX_RECREATES) -> None:
   """Polls until ACTIVE. A FAILED or SUSPENDED one (a spot preemption leaves it so) is deleted and
   created again, after a growing back-off, at most `max_recreates` times in a row; each time the
   reason gcloud gives is shown."""
@@ -388,7 +391,7 @@ def wait_active(s: Slice, runner: Runner, poll_s: float, create_missing: bool, c
     runner.sleep(poll_s)
 
 
-def create(s: Slice, runner: Runner, poll_s: float, max_recreates: int = 5) -> None:
+def create(s: Slice, runner: Runner, poll_s: float, max_recreates: int = MAX_RECREATES) -> None:
   runner.run(create_command(s))
   wait_active(s, runner, poll_s, create_missing=False, created=True, max_recreates=max_recreates)
 
@@ -414,7 +417,7 @@ def megascale_env(s: Slice, ips: list[list[str]], node: int) -> str:
 
 
 def install(s: Slice, job: jobs.Job, jax_version: str, runner: Runner, workers: int,
-            extras: str = jobs.EXTRAS, log_upload_s: int = 60) -> None:
+            extras: str = jobs.EXTRAS, log_upload_s: int = LOG_UPLOAD_S) -> None:
   """Ships the commit and the scripts to every worker, installs once, checks the versions agree."""
   runner.run(cmd("mkdir", "-p", s.staging))
   runner.run(jobs.archive(job.commit, f"{s.staging}/code.tar.gz"))
@@ -441,7 +444,7 @@ def statuses(s: Slice, runner: Runner, workers: int, dry_state: str) -> tuple[in
           [fields[-1] for answer in answers for fields in tagged(answer.stdout, "MEMJAX_STATUS")])
 
 
-def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, grace_s: float = 300,
+def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, grace_s: float = GRACE_S,
               max_unreachable: int = 5) -> tuple[int, bool]:
   """Polls until the run ends: (its exit code, whether `tpu stop` ended it). Shows worker 0's new
   output at each poll. When a worker was preempted (42, or killed by a signal) while others still
@@ -477,7 +480,7 @@ def wait_exit(s: Slice, runner: Runner, workers: int, poll_s: float, grace_s: fl
 
 def run(s: Slice, job: jobs.Job, runner: Runner, *, retries: int = 0, poll_s: float = 60,
         jax_version: str = jobs.JAX_VERSION, extras: str = jobs.EXTRAS, detach: bool = False,
-        grace_s: float = 300, max_recreates: int = 5, log_upload_s: int = 60,
+        grace_s: float = GRACE_S, max_recreates: int = MAX_RECREATES, log_upload_s: int = LOG_UPLOAD_S,
         preflight: Cmd | None = None, skip_preflight: bool = False) -> int:
   """Launch on every worker and babysit: relaunch the same workdir after a preemption, `retries`
   times; ssh/scp connections lost while shipping, installing or starting count as one too."""

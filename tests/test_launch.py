@@ -917,11 +917,13 @@ def test_10_worker_lists_and_ranges_pass_through(capsys):
 # --- issue 18: preflight, logs in the bucket, multislice, status, images, SLURM options ---------------
 
 FAKE_AOT = """#!/bin/bash
-# python3 stand-in for the preflight: records `-m memjax.aot ...`, exits FAKE_AOT_EXIT with a report.
+# python3 stand-in for the preflight: records `-m memjax.aot ...`; like memjax.aot, its table goes to
+# stdout and its verdict to stderr; it exits FAKE_AOT_EXIT.
 echo "$*" >> "$(dirname "$0")/aot-calls"
 if [ "${FAKE_AOT_EXIT:-0}" = 0 ]; then echo "per device: 9.1 GiB of 32 GiB HBM"; exit 0; fi
-echo "does not fit: needs 41.3 GiB of HBM per chip, v4 has 32 GiB; largest buffers: opt_state/mu 12 GiB"
-echo "knobs: --config.train.remat=block, --config.train.microbatches=4"
+echo "per device: 41.3 GiB of 32 GiB HBM"
+echo "memjax.aot: does not fit: needs 41.3 GiB of HBM per chip, v4 has 32 GiB; largest buffers: opt_state/mu 12 GiB" >&2
+echo "knobs: --config.train.remat=block, --config.train.microbatches=4" >&2
 exit 1
 """
 
@@ -943,7 +945,8 @@ def test_preflight_refuses_a_run_that_does_not_fit_before_renting(fake_gcloud, f
   code, runner = launch(["tpu", "run", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
                          *train_args(), *overrides])
   err = capsys.readouterr().err
-  assert code == 2 and "needs 41.3 GiB of HBM per chip" in err and "--skip_preflight" in err, err
+  assert code == 2 and "41.3 GiB of 32 GiB HBM" in err and "needs 41.3 GiB of HBM per chip" in err, err
+  assert "--config.train.remat=block" in err and "--skip_preflight" in err
   assert "nothing was rented" in err and cloud.calls() == []  # not even a describe
   assert (fake_aot / "aot-calls").read_text().splitlines() == [
       "-m memjax.aot --config=configs/clm.py:paper --config.train.steps=10 --config.model.d_model 512 "
