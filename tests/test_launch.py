@@ -732,6 +732,42 @@ def test_3_a_failing_queued_resource_is_recreated_a_bounded_number_of_times_with
   assert sum("queued-resources delete" in call for call in cloud.calls()) == 3
 
 
+class AlwaysFailing(FakeCloud):
+  """A queued resource that FAILS after every create, with a reason; more than 20 creates (or 200
+  describes) fails the test instead of hanging it."""
+
+  def __init__(self):
+    super().__init__(["FAILED"], runs=[])
+    self.creates, self.slept = 0, []
+
+  def run(self, command):
+    text = " ".join(command.argv)
+    if "queued-resources describe" in text:
+      self.log.append(text)
+      assert self.count("queued-resources describe") <= 200, "polled without end"
+      reason = "\tThere is no more capacity in the zone us-central2-b" * ("failedData" in text)  # if asked for
+      return Result(0, "FAILED" + reason)
+    if "queued-resources create" in text:
+      self.creates += 1
+      assert self.creates <= 20, "re-created without limit"
+    if "queued-resources" in text:
+      self.log.append(text)
+      return Result(0)
+    return super().run(command)
+
+  def sleep(self, seconds):
+    self.slept.append(seconds)
+
+
+def test_3_re_creation_is_bounded_backs_off_and_shows_the_reason():
+  cloud = AlwaysFailing()
+  with pytest.raises(RuntimeError, match="no more capacity in the zone us-central2-b.*giving up"):
+    tpu.create(S, cloud, poll_s=1)
+  assert cloud.creates == 1 + 5  # the create, then 5 re-creations (the default --max-recreates)
+  assert sum("no more capacity" in message for message in cloud.said) == 5
+  assert [seconds for seconds in cloud.slept if seconds > 1] == [2, 4, 8, 16]  # 1, 2, 4, ...: doubling
+
+
 def test_4_a_dropped_scp_or_ssh_connection_is_retried_within_retries(fake_gcloud, in_repo):
   """Defect 4: scp exits 255 once (a spot VM preempted mid-copy): retried after a back-off, not fatal."""
   cloud = fake_gcloud(fail={"scp": 1})
