@@ -12,7 +12,7 @@ import re
 import shlex
 import subprocess
 
-from launch.runner import Cmd, cmd
+from launch.runner import Cmd, MissingTool, cmd
 
 PREEMPTED = 42
 JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
@@ -137,8 +137,11 @@ def resolve_commit(commit: str, say=print, shipped: bool = True) -> str:
   `shipped`: the job runs `git archive` of it; otherwise it runs this checkout as it is."""
   if re.fullmatch(r"[0-9a-f]{40}", commit):
     return commit
-  done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
-                        capture_output=True, text=True)
+  rev_parse = cmd("git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+  try:
+    done = subprocess.run(rev_parse.argv, capture_output=True, text=True)
+  except FileNotFoundError as error:
+    raise MissingTool(rev_parse) from error
   if done.returncode:
     raise ValueError(f"--commit {commit!r} is not a commit of this repository (git rev-parse failed)")
   status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)

@@ -689,20 +689,24 @@ def in_repo(monkeypatch):
     shutil.rmtree(staging, ignore_errors=True) if os.path.isdir(staging) else pathlib.Path(staging).unlink(missing_ok=True)
 
 
-def test_1_a_gs_workdir_installs_gcsfs_and_jax_tpu_on_the_workers(fake_gcloud, in_repo, capsys):
-  """Defect 1: a gs:// workdir needs gcsfs (the gcs extra); the workers install it, and the tpu extra."""
-  cloud = fake_gcloud()
-  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
-  assert code == 0, runner.said
-  for i in range(2):
-    installs = (cloud.home(i).parent / "installs").read_text()
-    assert '"./code[hf,gcs,tpu]"' in installs or "./code[hf,gcs,tpu]" in installs, installs
-  out = dry_run(CASES["tpu_run_v5e_spot"], capsys)
-  assert '"./code[hf,gcs,tpu]"' in out
+def test_1_a_gs_workdir_installs_gcsfs_in_the_dry_runs(capsys):
+  """Defect 1: every gs:// path needs gcsfs (the gcs extra): a default TPU or GKE run installs it."""
+  assert '"./code[hf,gcs,tpu]"' in dry_run(CASES["tpu_run_v5e_spot"], capsys)
   assert '".[hf,gcs,tpu]"' in dry_run(CASES["xpk_run_v5e"], capsys)
   job = jobs.Job(("--config=c", "--workdir=/shared/x"), SHA)
   assert job.extras("hf", tpu=False) == "hf"  # no bucket, no gcsfs
   assert job.extras("", tpu=True, jax_version="0.9.0") == ""  # another jax: its own pin, not the extra's
+
+
+def test_1_the_workers_run_the_install_with_gcs_and_tpu(fake_gcloud, in_repo):
+  """The install command setup.sh runs on each worker (a stand-in uv records it), once per worker."""
+  cloud = fake_gcloud()
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  for i in range(2):
+    assert (cloud.home(i).parent / "installs").read_text().splitlines() == [
+        f"uv pip install --python venv/bin/python jax[tpu]=={jobs.JAX_VERSION} -f {tpu.LIBTPU_RELEASES} "
+        "./code[hf,gcs,tpu]"]
 
 
 def test_2_logs_out_copies_each_workers_log_with_scp(fake_gcloud, tmp_path):
@@ -906,6 +910,7 @@ def test_8_bad_arguments_are_refused_before_anything_runs_or_is_written(argv, me
 @pytest.mark.parametrize("argv, tool, hint", [
     (["tpu", "delete", *SLICE], "gcloud", "cloud.google.com/sdk"),
     (["xpk", "delete", "--cluster=c", "--workload=w"], "xpk", "pip install xpk"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--skip_preflight", *TRAIN], "git", "install git"),
 ])
 def test_9_a_missing_tool_is_named_with_how_to_get_it(argv, tool, hint, tmp_path, monkeypatch, capsys):
   """Defect 9: gcloud / xpk / sbatch not on PATH: not "exit code 127", but what is missing and how to get it."""
