@@ -130,6 +130,12 @@ def create_command(s: Slice) -> Cmd:
                  f"--runtime-version={s.runtime}", *capacity, *options)
 
 
+def offered_command(s: Slice) -> Cmd:
+  """Succeeds when the zone exists and offers the accelerator type (gcloud's own list, never stale)."""
+  return _gcloud(s, "tpu-vm", "accelerator-types", "describe", s.accelerator, "--format=value(type)", capture=True,
+                 check=False, dry_stdout=s.accelerator)
+
+
 def describe_command(s: Slice) -> Cmd:
   """Prints the queued resource's state (ACTIVE, WAITING_FOR_RESOURCES, SUSPENDED, FAILED, ...) and,
   tab-separated, why it failed; fails if it does not exist."""
@@ -383,6 +389,7 @@ def wait_active(s: Slice, runner: Runner, poll_s: float, create_missing: bool, c
     elif not now and not created:
       if not create_missing:
         raise RuntimeError(f"no queued resource {s.name} in {s.zone}: create it with `python -m launch tpu create`")
+      check_offered(s, runner)
       runner.run(create_command(s))
       created = True
     elif now != last:
@@ -391,7 +398,16 @@ def wait_active(s: Slice, runner: Runner, poll_s: float, create_missing: bool, c
     runner.sleep(poll_s)
 
 
+def check_offered(s: Slice, runner: Runner) -> None:
+  """Refuses, before requesting anything, a zone that does not exist or does not offer the type."""
+  if runner.run(offered_command(s)).returncode:
+    raise RuntimeError(f"zone {s.zone} does not offer {s.accelerator} (or does not exist; gcloud's error is above): "
+                       f"`gcloud compute tpus tpu-vm accelerator-types list --zone={s.zone}` lists what it offers, "
+                       "`gcloud compute tpus locations list` the zones")
+
+
 def create(s: Slice, runner: Runner, poll_s: float, max_recreates: int = MAX_RECREATES) -> None:
+  check_offered(s, runner)
   runner.run(create_command(s))
   wait_active(s, runner, poll_s, create_missing=False, created=True, max_recreates=max_recreates)
 

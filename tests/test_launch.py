@@ -438,7 +438,8 @@ FAKE_GCLOUD = '''#!PYTHON -S
 # gcloud stand-in that keeps state in FAKE_TPU_ROOT/cloud.json: one queued resource whose describes
 # walk through `plans` (one list of states per create, the last state sticks; "FAILED:why" carries
 # gcloud's reason), nodes whose workers are folders FAKE_TPU_ROOT/NODE/wI (a fresh copy of
-# FAKE_TPU_ROOT/image at each create: new VMs), `fail` counts of scp/ssh calls that exit 255 (a
+# FAKE_TPU_ROOT/image at each create: new VMs), `zones` the accelerator types each zone offers
+# (None: every type everywhere), `fail` counts of scp/ssh calls that exit 255 (a
 # dropped connection), `preempt_after` status polls after which the spot slice is SUSPENDED and its
 # nodes deleted, and a bucket FAKE_TPU_ROOT/gcs for `gcloud storage`.
 import json, os, shutil, subprocess, sys
@@ -482,6 +483,11 @@ elif args[:2] == ["storage", "ls"]:
   if not os.path.isdir(folder):
     sys.exit(1)
   print("\\n".join(args[2] + name + "/" for name in sorted(os.listdir(folder))))
+elif args[2:5] == ["tpu-vm", "accelerator-types", "describe"]:
+  offered = [args[5]] if st["zones"] is None else st["zones"].get(value("zone"), [])
+  if args[5] not in offered:
+    sys.exit(f"ERROR: (gcloud.compute.tpus.tpu-vm.accelerator-types.describe) NOT_FOUND: {args[5]} in {value('zone')}")
+  print(args[5])
 elif args[2:4] == ["queued-resources", "describe"]:
   if st["qr"] is None:
     sys.exit(1)
@@ -566,7 +572,7 @@ class FakeGcloud:
   new worker VM starts from (the fake venv python `train`, a fake uv)."""
 
   def __init__(self, tmp_path, monkeypatch, train=FAKE_PYTHON, workers=2, plans=(), fail=None, preempt_after=None,
-               exists=True, name="it"):
+               exists=True, name="it", zones=None):
     self.root, self.name = tmp_path / "cloud", name
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -580,7 +586,7 @@ class FakeGcloud:
     (image / ".local" / "bin").mkdir(parents=True)
     _executable(image / ".local" / "bin" / "uv", FAKE_UV)
     self.save({"workers": workers, "plans": [list(p) for p in plans], "fail": dict(fail or {}),
-               "preempt_after": preempt_after, "creates": 0, "qr": None})
+               "preempt_after": preempt_after, "creates": 0, "qr": None, "zones": zones})
     if exists:  # an ACTIVE slice, made by a create that is not logged
       subprocess.run([str(bin_dir / "gcloud"), "compute", "tpus", "queued-resources", "create", name],
                      env=dict(os.environ, FAKE_TPU_ROOT=str(self.root)), check=True)
@@ -945,6 +951,17 @@ def test_9_sbatch_missing(tmp_path, monkeypatch, capsys, in_repo):
 def test_10_accelerators_zones_and_workload_names_are_checked(argv, message, capsys):
   assert cli.main(with_dry_run(argv)) == 2
   assert message in capsys.readouterr().err
+
+
+def test_10_a_zone_that_does_not_offer_the_type_is_refused_before_anything_is_requested(fake_gcloud):
+  """Whether a zone exists and offers a type is gcloud's to say (a table here would go stale)."""
+  cloud = fake_gcloud(exists=False, zones={"us-central2-b": ["v4-8", "v4-16"], "us-east5-b": ["v6e-8"]})
+  for zone, accelerator in (("us-central9-z", "v4-8"), ("us-east5-b", "v4-8")):
+    code, runner = launch(["tpu", "create", f"--name=it", f"--zone={zone}", f"--accelerator={accelerator}",
+                           "--skip_preflight"])
+    assert code == 2 and cloud.state()["creates"] == 0
+  code, runner = launch(["tpu", "create", "--name=it", "--zone=us-east5-b", "--accelerator=v6e-8", "--skip_preflight"])
+  assert code == 0 and cloud.state()["creates"] == 1
 
 
 def test_10_worker_lists_and_ranges_pass_through(capsys):
