@@ -181,9 +181,8 @@ def dispatch(args, train_args, runner: Runner) -> int:
   if args.target == "tpu":
     s = _slice(args)
     if args.action == "create":
-      if not args.skip_preflight:
-        jobs.preflight(jobs.preflight_command(train_args, s.accelerator, s.num_slices, args.preflight_python), runner)
-      tpu.create(s, runner, args.poll_seconds, args.max_recreates)
+      preflight = jobs.preflight_command(train_args, s.accelerator, s.num_slices, args.preflight_python)
+      tpu.create(s, runner, args.poll_seconds, args.max_recreates, preflight, args.skip_preflight)
     elif args.action == "run":
       preflight = jobs.preflight_command(train_args, s.accelerator, s.num_slices, args.preflight_python)
       return tpu.run(s, _job(args, train_args, runner), runner, retries=args.retries, poll_s=args.poll_seconds,

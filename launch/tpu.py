@@ -406,8 +406,12 @@ def check_offered(s: Slice, runner: Runner) -> None:
                        "`gcloud compute tpus locations list` the zones")
 
 
-def create(s: Slice, runner: Runner, poll_s: float, max_recreates: int = MAX_RECREATES) -> None:
+def create(s: Slice, runner: Runner, poll_s: float, max_recreates: int = MAX_RECREATES,
+           preflight: Cmd | None = None, skip_preflight: bool = False) -> None:
+  """Creates the slice and waits until it is ACTIVE; the cheap zone check first, then the preflight."""
   check_offered(s, runner)
+  if not skip_preflight:
+    jobs.preflight(preflight, runner)
   runner.run(create_command(s))
   wait_active(s, runner, poll_s, create_missing=False, created=True, max_recreates=max_recreates)
 

@@ -1011,7 +1011,7 @@ def test_preflight_refuses_a_run_that_does_not_fit_before_renting(fake_gcloud, f
       "--accelerator=v4-16"]
   code, _ = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
                     "--", "--config=configs/clm.py:paper"])
-  assert code == 2 and cloud.calls() == []
+  assert code == 2 and [call.split()[2:5] for call in cloud.calls()] == [["tpu-vm", "accelerator-types", "describe"]]
   # --skip_preflight: no compile, the slice is created
   code, runner = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
                          "--skip_preflight", "--", "--config=configs/clm.py:paper"])
