@@ -241,7 +241,8 @@ def run_script(job: jobs.Job, log_upload_s: int = LOG_UPLOAD_S) -> str:
     bucket_log = shlex.quote(f"{job.workdir.rstrip('/')}/logs/") + '"$(hostname).log"'
     upload = f"""\
 upload_log() {{ timeout 120 gcloud storage cp --quiet ../run.log {bucket_log} >/dev/null 2>&1 || true; }}
-( while sleep {log_upload_s}; do upload_log; done ) &
+( trap 'kill "$nap" 2>/dev/null; exit 0' TERM  # stopped: leave no sleep behind
+  while true; do sleep {log_upload_s} & nap=$!; wait "$nap"; upload_log; done ) &
 uploader=$!
 """
   finish = "kill $uploader 2>/dev/null\nupload_log\n" if upload else ""

@@ -1,4 +1,5 @@
-"""The launch layer without a cloud: golden dry runs, a fake cloud behind the runner, scripts run for real.
+"""The launch layer without a cloud: golden dry runs, a fake cloud behind the runner, scripts run for
+real, and the launcher run for real against a stateful fake gcloud on PATH (FAKE_GCLOUD below).
 
 Goldens (tests/goldens/launch/*.txt) hold the exact output of `python -m launch ... --dry-run`; after
 an intended change, regenerate them with
@@ -673,7 +674,7 @@ def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch, fake_gclou
 
 # --- issue 18: each defect, against the stateful fake gcloud (or the fake runner) -------------------
 
-def launch(argv, capsys=None) -> tuple[int, FastShell]:
+def launch(argv) -> tuple[int, FastShell]:
   """`python -m launch ARGV` for real (no dry run), through the real runner with short waits."""
   runner = FastShell()
   return cli.main(argv, runner=runner), runner
