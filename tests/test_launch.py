@@ -1148,3 +1148,46 @@ def test_the_readme_shows_what_a_dry_run_prints(capsys):
           "--config=configs/clm.py:paper"]
   assert cli.main(argv) == 0
   assert capsys.readouterr().out == quoted
+
+
+FAKE_SBATCH = """#!/bin/bash
+# sbatch stand-in for one job (id 77): runs the script at once, and again after each `scontrol requeue`
+# (SLURM_RESTART_COUNT counting), as SLURM does with a requeued job.
+echo "sbatch $*" >> "$FAKE_SLURM/calls"
+echo "Submitted batch job 77"
+restarts=0
+while true; do
+  rm -f "$FAKE_SLURM/requeued"
+  SLURM_JOB_ID=77 SLURM_RESTART_COUNT=$restarts bash "$1"
+  [ -f "$FAKE_SLURM/requeued" ] || break
+  restarts=$((restarts + 1))
+done
+"""
+FAKE_SRUN = """#!/bin/bash
+# srun stand-in: exits with the next code of $FAKE_SLURM/codes (137: a task killed by SIGKILL).
+echo "srun $*" >> "$FAKE_SLURM/calls"
+code=$(head -n 1 "$FAKE_SLURM/codes"); sed -i 1d "$FAKE_SLURM/codes"
+exit "$code"
+"""
+FAKE_SCONTROL = """#!/bin/bash
+echo "scontrol $*" >> "$FAKE_SLURM/calls"
+touch "$FAKE_SLURM/requeued"
+"""
+
+
+def test_7_a_slurm_job_killed_by_a_signal_is_requeued_until_it_finishes(tmp_path, monkeypatch, in_repo):
+  """`gpu slurm` for real against fake sbatch/srun/scontrol: OOM-killed (137), preempted (42), then done."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    _executable(bin_dir / name, text)
+  (tmp_path / "codes").write_text("137\n42\n0\n")
+  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+  monkeypatch.setenv("FAKE_SLURM", str(tmp_path))
+  argv = ["gpu", "slurm", "--nodes=2", "--gpus-per-node=4", "--retries=3", f"--run-dir={tmp_path}/run", "--",
+          "--config=configs/clm.py:small", f"--workdir={tmp_path}/work"]
+  assert cli.main(argv, runner=FastShell()) == 0
+  calls = (tmp_path / "calls").read_text().splitlines()
+  assert [call.split()[0] for call in calls] == ["sbatch", "srun", "scontrol", "srun", "scontrol", "srun"]
+  assert all(call.startswith("srun --kill-on-bad-exit=1 ") for call in calls if call.startswith("srun"))
+  assert (tmp_path / "run" / "memjax.sbatch").exists() and list((tmp_path / "run").glob("code-*/memjax/train.py"))
