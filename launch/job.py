@@ -12,7 +12,7 @@ import re
 import shlex
 import subprocess
 
-from launch.runner import Cmd, MissingTool, cmd
+from launch.runner import Cmd, MissingTool, Runner, cmd
 
 PREEMPTED = 42
 JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
@@ -103,7 +103,7 @@ def preflight_command(train_args, accelerator: str, num_slices: int = 1, python:
              with_stderr=True)
 
 
-def preflight(command: Cmd | None, runner) -> None:
+def preflight(command: Cmd | None, runner: Runner) -> None:
   """Runs the preflight compile; refuses the run, with the compile's message, when it does not fit."""
   if command is None:
     runner.say("no --config after `--`: nothing to compile, no preflight")
