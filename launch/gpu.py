@@ -6,7 +6,9 @@ SLURM: `srun` starts one task per GPU; with MEMJAX_DISTRIBUTED=1, `jax.distribut
 reads SLURM's variables (coordinator on the first node, process id SLURM_PROCID, local GPU
 SLURM_LOCALID), so every GPU stays visible to every task. `--signal=TERM@120` gives memjax two
 minutes to checkpoint before the time limit; the script then requeues itself (same job id, same
-workdir: it resumes), at most `retries` times.
+workdir: it resumes), at most `retries` times, when srun ends with 42 or 128 and above (srun's code
+for a task killed by a signal: preempted, OOM-killed). `srun --kill-on-bad-exit=1` ends every task
+as soon as one fails, instead of leaving the others waiting on it in a collective.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class Slurm:
   python: str = "python3"
   retries: int = 0
   signal_s: int = 120
+  cpus_per_task: int = 8  # SLURM's default is one core per task: the input pipeline would crawl
+  mem: str | None = None
+  exclusive: bool = False
+  qos: str | None = None
+  constraint: str | None = None
 
   def __post_init__(self):
     if self.nodes < 1 or self.gpus_per_node < 1:
@@ -63,6 +70,13 @@ class Slurm:
       raise ValueError(f"--run-dir {self.run_dir!r} must be absolute (the job reads it from every node)")
     if not re.fullmatch(r"[A-Za-z0-9._-]+", self.job_name):
       raise ValueError(f"--job-name {self.job_name!r}: letters, digits, '.', '_' and '-' only")
+    if self.cpus_per_task < 1:
+      raise ValueError("--cpus-per-task must be >= 1")
+    if self.mem is not None and not re.fullmatch(r"[0-9]+[KMGT]?", self.mem):
+      raise ValueError(f"--mem {self.mem!r}: a size such as 200G, or 0 for all of the node's memory")
+    for flag, value in (("qos", self.qos), ("constraint", self.constraint)):
+      if value is not None and not re.fullmatch(r"[A-Za-z0-9._,&|:\[\]*()-]+", value):
+        raise ValueError(f"--{flag} {value!r}: not a SLURM {flag}")
 
 
 def code_dir(cfg: Slurm, commit: str) -> str:
@@ -75,11 +89,13 @@ def sbatch_script(cfg: Slurm, job: jobs.Job) -> str:
                      "the job runs from its code snapshot, not from here")
   logs = f"{cfg.run_dir}/logs"
   options = [f"--job-name={cfg.job_name}", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}",
-             f"--gpus-per-node={cfg.gpus_per_node}"]
+             f"--gpus-per-node={cfg.gpus_per_node}", f"--cpus-per-task={cfg.cpus_per_task}"]
   options += [f"--{key}={value}" for key, value in
-              (("partition", cfg.partition), ("account", cfg.account), ("time", cfg.time)) if value]
+              (("partition", cfg.partition), ("account", cfg.account), ("time", cfg.time), ("mem", cfg.mem),
+               ("qos", cfg.qos), ("constraint", cfg.constraint)) if value]
+  options += ["--exclusive"] * cfg.exclusive
   options += [f"--signal=TERM@{cfg.signal_s}", "--requeue", "--open-mode=append", f"--output={logs}/%x-%j.out"]
-  srun = ["srun", "--open-mode=append", f"--output={logs}/%j-%t.out", *job.command(cfg.python)]
+  srun = ["srun", "--kill-on-bad-exit=1", "--open-mode=append", f"--output={logs}/%j-%t.out", *job.command(cfg.python)]
   return (
       "#!/bin/bash\n" + "".join(f"#SBATCH {option}\n" for option in options) +
       f"# memjax on SLURM (python -m launch gpu slurm): one process per GPU, logs {logs}/JOBID-TASK.out.\n"
@@ -89,7 +105,8 @@ def sbatch_script(cfg: Slurm, job: jobs.Job) -> str:
       f"{shlex.join(srun)}\n"
       "code=$?\n"
       'echo "memjax: srun exited $code (restart ${SLURM_RESTART_COUNT:-0})"\n'
-      f'if [ "$code" -eq {jobs.PREEMPTED} ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {cfg.retries} ]; then\n'
+      f'if {{ [ "$code" -eq {jobs.PREEMPTED} ] || [ "$code" -ge 128 ]; }} && '
+      f'[ "${{SLURM_RESTART_COUNT:-0}}" -lt {cfg.retries} ]; then\n'
       '  scontrol requeue "$SLURM_JOB_ID"\n'
       "fi\n"
       'exit "$code"\n')
@@ -97,11 +114,12 @@ def sbatch_script(cfg: Slurm, job: jobs.Job) -> str:
 
 def submit(cfg: Slurm, job: jobs.Job, runner: Runner) -> None:
   """Snapshot the commit into the run folder (a requeued job runs the same code), write and submit."""
+  script_text = sbatch_script(cfg, job)  # refuses bad input before anything runs or is written
   code = code_dir(cfg, job.commit)
   runner.say(f"commit {job.commit}")
   runner.run(cmd("mkdir", "-p", f"{cfg.run_dir}/logs", code))
   runner.run(jobs.archive(job.commit, f"{code}.tar.gz"))
   runner.run(cmd("tar", "-xzf", f"{code}.tar.gz", "-C", code))
   script = f"{cfg.run_dir}/{cfg.job_name}.sbatch"
-  runner.write(script, sbatch_script(cfg, job))
+  runner.write(script, script_text)
   runner.run(cmd("sbatch", script))

@@ -12,16 +12,22 @@ import re
 import shlex
 import subprocess
 
-from launch.runner import Cmd, cmd
+from launch.runner import Cmd, MissingTool, Runner, cmd
 
 PREEMPTED = 42
 JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
 EXTRAS = "hf"  # memjax extras installed with it: the paper presets read hf:fineweb-edu (--extras)
+SSH_LOST = 255  # what ssh and scp exit with when the connection drops (a spot VM preempted mid-command)
 
 
 def retryable(code: int) -> bool:
   """Preempted after a checkpoint (42), killed by a signal (128+), or the ssh link lost (255)."""
   return code == PREEMPTED or code >= 128
+
+
+def backoff(attempt: int, base_s: float, cap_s: float = 600) -> float:
+  """Seconds to wait before try `attempt` (1, 2, ...): base, 2 base, 4 base, ..., at most `cap_s`."""
+  return min(base_s * 2 ** (attempt - 1), cap_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +58,14 @@ class Job:
   def command(self, python: str) -> list[str]:
     return [python, "-m", "memjax.train", *self.train_args]
 
+  def extras(self, extras: str, tpu: bool, jax_version: str = JAX_VERSION) -> str:
+    """`extras` plus what the run itself needs: `gcs` (gcsfs) for a gs:// workdir, `tpu` on TPU
+    workers. The `tpu` extra pins jax[tpu] at memjax's version; another --jax-version is installed
+    by its own pin instead, so the two do not conflict."""
+    names = [name for name in extras.split(",") if name]
+    names += ["gcs"] * self.workdir.startswith("gs://") + ["tpu"] * (tpu and jax_version == JAX_VERSION)
+    return ",".join(dict.fromkeys(names))
+
 
 def flag_values(args) -> dict[str, str]:
   """--name=value and --name value pairs of an absl command line."""
@@ -63,6 +77,46 @@ def flag_values(args) -> dict[str, str]:
     elif arg.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--"):
       values[arg[2:]] = args[i + 1]
   return values
+
+
+def config_args(train_args) -> list[str]:
+  """The `--config=SPEC` and `--config.KEY=VALUE` arguments of a memjax.train command line (both
+  absl forms, `--flag=value` and `--flag value`): what decides the compiled train step."""
+  out, args = [], list(train_args)
+  for i, arg in enumerate(args):
+    name = arg.split("=", 1)[0]
+    if name == "--config" or name.startswith("--config."):
+      out.append(arg)
+      if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+        out.append(args[i + 1])
+  return out
+
+
+def preflight_command(train_args, accelerator: str, num_slices: int = 1, python: str = "python3") -> Cmd | None:
+  """`python -m memjax.aot`: compiles the run's train step for the slice on this machine; it exits
+  non-zero, saying what does not fit, when the run would not fit in HBM. None without --config."""
+  config = config_args(train_args)
+  if not any(arg.split("=", 1)[0] == "--config" for arg in config):
+    return None
+  slices = [f"--num_slices={num_slices}"] * (num_slices > 1)
+  return cmd(python, "-m", "memjax.aot", *config, f"--accelerator={accelerator}", *slices, capture=True, check=False,
+             with_stderr=True)
+
+
+def preflight(command: Cmd | None, runner: Runner) -> None:
+  """Runs the preflight compile; refuses the run, with the compile's message, when it does not fit."""
+  if command is None:
+    runner.say("no --config after `--`: nothing to compile, no preflight")
+    return
+  result = runner.run(command)
+  report = result.stdout.rstrip()
+  if result.returncode:
+    raise RuntimeError(f"preflight: the run does not fit or does not compile (`{command}` exited "
+                       f"{result.returncode}); nothing was rented. Its report:\n"
+                       f"{report or '(no output)'}\n"
+                       "Fix the config, pick a larger --accelerator, or skip this check with --skip_preflight")
+  runner.say(f"preflight passed: the train step compiles and fits\n{report}" if report else
+             "preflight passed: the train step compiles and fits")
 
 
 def parse_env(pairs) -> tuple[tuple[str, str], ...]:
@@ -83,8 +137,11 @@ def resolve_commit(commit: str, say=print, shipped: bool = True) -> str:
   `shipped`: the job runs `git archive` of it; otherwise it runs this checkout as it is."""
   if re.fullmatch(r"[0-9a-f]{40}", commit):
     return commit
-  done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
-                        capture_output=True, text=True)
+  rev_parse = cmd("git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+  try:
+    done = subprocess.run(rev_parse.argv, capture_output=True, text=True)
+  except FileNotFoundError as error:
+    raise MissingTool(rev_parse) from error
   if done.returncode:
     raise ValueError(f"--commit {commit!r} is not a commit of this repository (git rev-parse failed)")
   status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)

@@ -21,11 +21,13 @@ HEREDOC = "MEMJAX_EOF"
 
 @dataclasses.dataclass(frozen=True)
 class Cmd:
-  """A command as argv. `capture`: the caller reads stdout (a query); `check`: non-zero raises."""
+  """A command as argv. `capture`: the caller reads stdout (a query); `check`: non-zero raises;
+  `with_stderr`: stderr is captured into stdout too (a report whose verdict is on stderr)."""
   argv: tuple[str, ...]
   capture: bool = False
   check: bool = True
   dry_stdout: str = ""
+  with_stderr: bool = False
 
   def __str__(self) -> str:
     return shlex.join(self.argv)
@@ -47,6 +49,25 @@ class CommandError(RuntimeError):
     self.command, self.returncode = command, returncode
 
 
+# How to get each tool the launchers run, for the error when it is not on PATH.
+INSTALL = {
+    "gcloud": "install the Google Cloud SDK (https://cloud.google.com/sdk/docs/install), then `gcloud init`",
+    "xpk": "`pip install xpk` (it also needs gcloud, kubectl and docker)",
+    "sbatch": "run on a SLURM login node, where sbatch is on PATH",
+    "git": "install git and run from a clone of memjax",
+}
+
+
+class MissingTool(CommandError):
+  """The command's program is not on PATH: nothing ran."""
+
+  def __init__(self, command: Cmd):
+    tool = command.argv[0]
+    hint = INSTALL.get(os.path.basename(tool), "install it or put it on PATH")
+    RuntimeError.__init__(self, f"{tool} is not installed (not found on PATH): {hint}")
+    self.command, self.returncode = command, 127
+
+
 class Runner(Protocol):
   def run(self, command: Cmd) -> Result: ...
   def write(self, path: str, text: str) -> None: ...
@@ -63,9 +84,10 @@ class Shell:
   def run(self, command: Cmd) -> Result:
     self.say(f"$ {command}")
     try:
-      done = subprocess.run(command.argv, stdout=subprocess.PIPE if command.capture else None, text=True)
+      done = subprocess.run(command.argv, stdout=subprocess.PIPE if command.capture else None,
+                            stderr=subprocess.STDOUT if command.with_stderr else None, text=True)
     except FileNotFoundError as error:
-      raise CommandError(command, 127) from error
+      raise MissingTool(command) from error
     if command.check and done.returncode:
       raise CommandError(command, done.returncode)
     return Result(done.returncode, done.stdout or "")

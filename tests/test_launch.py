@@ -1,4 +1,5 @@
-"""The launch layer without a cloud: golden dry runs, a fake cloud behind the runner, scripts run for real.
+"""The launch layer without a cloud: golden dry runs, a fake cloud behind the runner, scripts run for
+real, and the launcher run for real against a stateful fake gcloud on PATH (FAKE_GCLOUD below).
 
 Goldens (tests/goldens/launch/*.txt) hold the exact output of `python -m launch ... --dry-run`; after
 an intended change, regenerate them with
@@ -9,18 +10,23 @@ directly, from the Cloud TPU / SLURM / xpk documentation, not from the goldens.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pathlib
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from launch import __main__ as cli
 from launch import gpu, tpu, xpk
 from launch import job as jobs
-from launch.runner import Cmd, Result
+from launch.runner import Cmd, CommandError, Result, Shell
 
 ROOT = pathlib.Path(__file__).parent.parent
 GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
@@ -51,6 +57,23 @@ CASES = {
     "xpk_delete": ["xpk", "delete", "--cluster=my-cluster", "--workload=clm-1"],
     "gpu_node": ["gpu", "node", "--gpus=0,1,2,3", "--retries=2", "--env=XLA_PYTHON_CLIENT_MEM_FRACTION=.9", "--",
                  "--config=configs/clm.py:small", "--workdir=runs/clm"],
+    "tpu_create_v5e_2slices": ["tpu", "create", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5e-16",
+                               "--num_slices=2", "--spot", "--", "--config=configs/clm.py:paper"],
+    "tpu_run_v5e_2slices": ["tpu", "run", "--name=memjax-1", "--zone=us-west4-a", "--accelerator=v5e-16",
+                            "--num_slices=2", "--spot", "--retries=5", f"--commit={SHA}", *TRAIN,
+                            "--config.train.steps=1000"],
+    "tpu_create_options": ["tpu", "create", *SLICE, "--accelerator=v4-8", "--internal-ip",
+                           "--service-account=trainer@my-project.iam.gserviceaccount.com",
+                           "--scopes=https://www.googleapis.com/auth/cloud-platform", "--network=tpu-net",
+                           "--subnetwork=tpu-subnet", "--valid-until-duration=6h", "--skip_preflight"],
+    "tpu_status": ["tpu", "status", *SLICE, "--workdir=gs://my-bucket/runs/clm"],
+    "tpu_logs_2slices": ["tpu", "logs", *SLICE, "--num_slices=2", "--out=logs/memjax-1"],
+    "xpk_run_docker": ["xpk", "run", "--cluster=my-cluster", "--workload=clm-3", "--tpu=v6e-16",
+                       "--docker-image=us-docker.pkg.dev/my-project/memjax/memjax:0123456", "--max-restarts=5",
+                       f"--commit={SHA}", *TRAIN],
+    "gpu_slurm_options": ["gpu", "slurm", "--nodes=1", "--gpus-per-node=4", "--cpus-per-task=16", "--mem=0",
+                          "--exclusive", "--qos=high", "--constraint=a100", "--run-dir=/shared/memjax/clm",
+                          f"--commit={SHA}", "--", "--config=configs/clm.py:small", "--workdir=/shared/memjax/w"],
     "gpu_slurm": ["gpu", "slurm", "--nodes=2", "--gpus-per-node=8", "--partition=gpu", "--account=my-account",
                   "--time=04:00:00", "--retries=3", "--run-dir=/shared/memjax/clm", f"--commit={SHA}", "--",
                   "--config=configs/clm.py:paper", "--workdir=/shared/memjax/clm/workdir"],
@@ -124,7 +147,8 @@ def test_every_worker_script_is_bash(accelerator):
   job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/r", "--config.train.steps=10"), SHA,
                  (("NOTE", "it's quoted"),))
   scripts = tpu.worker_scripts(s, job, "0.10.2")
-  assert set(scripts) == {"setup.sh", "versions.sh", "free_tpu.sh", "run.sh", "start.sh", "status.sh", "stop.sh"}
+  assert set(scripts) == {"setup.sh", "versions.sh", "free_tpu.sh", "run.sh", "start.sh", "status.sh", "stop.sh",
+                          "news.sh"}
   for text in scripts.values():
     bash_n(text)
   bash_n(gpu.sbatch_script(gpu.Slurm("/shared/r", 2, 4), job))
@@ -351,7 +375,8 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
   done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
   assert done.returncode == 42
   calls = (tmp_path / "calls").read_text().splitlines()
-  assert calls[0].startswith(f"srun --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
+  assert calls[0].startswith(
+      f"srun --kill-on-bad-exit=1 --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
   assert ("scontrol requeue 77" in calls) == requeued
 
 
@@ -402,7 +427,7 @@ def test_launch_runs_without_jax():
   """The launcher runs on a laptop with only gcloud: it never imports jax (or memjax)."""
   code = "import sys, launch.__main__; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'memjax')))"
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-  assert out.strip() == "[]"
+  assert out.strip() == "['memjax', 'memjax.accelerators']"  # the chip table, standard library only
   help_text = subprocess.run([sys.executable, "-m", "launch", "tpu", "run", "--help"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
   assert "--retries" in help_text and "--dry-run" in help_text
@@ -411,64 +436,230 @@ def test_launch_runs_without_jax():
 # --- the whole TPU path through the real Shell runner, against a fake gcloud on this machine ---------
 
 FAKE_GCLOUD = '''#!PYTHON -S
-"""gcloud stand-in: a slice of FAKE_TPU_WORKERS workers, each a folder FAKE_TPU_ROOT/wN acting as its home."""
-import os, shutil, subprocess, sys
+# gcloud stand-in that keeps state in FAKE_TPU_ROOT/cloud.json: one queued resource whose describes
+# walk through `plans` (one list of states per create, the last state sticks; "FAILED:why" carries
+# gcloud's reason), nodes whose workers are folders FAKE_TPU_ROOT/NODE/wI (a fresh copy of
+# FAKE_TPU_ROOT/image at each create: new VMs), `zones` the accelerator types each zone offers
+# (None: every type everywhere), `fail` counts of scp/ssh calls that exit 255 (a
+# dropped connection), `preempt_after` status polls after which the spot slice is SUSPENDED and its
+# nodes deleted, and a bucket FAKE_TPU_ROOT/gcs for `gcloud storage`.
+import json, os, shutil, subprocess, sys
 args, root = sys.argv[1:], os.environ["FAKE_TPU_ROOT"]
-homes = [os.path.join(root, f"w{i}") for i in range(int(os.environ["FAKE_TPU_WORKERS"]))]
+path = os.path.join(root, "cloud.json")
+st = json.load(open(path))
 with open(os.path.join(root, "gcloud.log"), "a") as log:
   log.write(" ".join(args) + "\\n")
-value = lambda name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
-if args[2:4] == ["queued-resources", "describe"]:
-  print("ACTIVE")
+value = lambda name: next((a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")), None)
+def save():
+  json.dump(st, open(path, "w"))
+def local(url):  # gs://b/x -> FAKE_TPU_ROOT/gcs/b/x
+  return os.path.join(root, "gcs", url[len("gs://"):])
+def nodes():
+  if st["qr"] is None or st["qr"]["deleted_nodes"]:
+    return []
+  count = st["qr"]["nodes"]
+  return [st["qr"]["name"]] if count == 1 else [f"{st['qr']['name']}-{i}" for i in range(count)]
+def homes(node):
+  return [os.path.join(root, node, f"w{i}") for i in range(st["workers"])]
+def fail(kind):
+  if st["fail"].get(kind, 0) > 0:
+    st["fail"][kind] -= 1
+    save()
+    sys.exit(255)
+def drop_nodes():  # the VMs go away with whatever runs on them
+  for node in nodes():
+    for home in homes(node):
+      try:
+        os.killpg(os.getpgid(int(open(os.path.join(home, f"memjax-{st['qr']['name']}", "train.pid")).read())), 9)
+      except (OSError, ValueError):
+        pass
+    shutil.rmtree(os.path.join(root, node), ignore_errors=True)
+  st["qr"]["deleted_nodes"] = True
+if args[:2] == ["storage", "cp"]:
+  src, dst = [a for a in args[2:] if not a.startswith("-")]
+  os.makedirs(os.path.dirname(local(dst)), exist_ok=True)
+  shutil.copyfile(src, local(dst))
+elif args[:2] == ["storage", "ls"]:
+  folder = local(args[2])
+  if not os.path.isdir(folder):
+    sys.exit(1)
+  print("\\n".join(args[2] + name + "/" for name in sorted(os.listdir(folder))))
+elif args[2:5] == ["tpu-vm", "accelerator-types", "describe"]:
+  offered = [args[5]] if st["zones"] is None else st["zones"].get(value("zone"), [])
+  if args[5] not in offered:
+    sys.exit(f"ERROR: (gcloud.compute.tpus.tpu-vm.accelerator-types.describe) NOT_FOUND: {args[5]} in {value('zone')}")
+  print(args[5])
+elif args[2:4] == ["queued-resources", "describe"]:
+  if st["qr"] is None:
+    sys.exit(1)
+  states = st["qr"]["states"]
+  now = states.pop(0) if len(states) > 1 else states[0]
+  save()
+  print(now.replace(":", "\\t", 1))
+elif args[2:4] == ["queued-resources", "create"]:
+  st["creates"] += 1
+  if st["creates"] > 20:
+    sys.exit("ERROR: (gcloud) quota exceeded: too many queued resources created")
+  st["qr"] = {"name": args[4], "states": st["plans"].pop(0) if st["plans"] else ["ACTIVE"],
+              "nodes": int(value("node-count") or 1), "deleted_nodes": False}
+  for node in nodes():
+    for home in homes(node):
+      shutil.rmtree(home, ignore_errors=True)
+      shutil.copytree(os.path.join(root, "image"), home, symlinks=True)
+  save()
+elif args[2:4] == ["queued-resources", "delete"]:
+  drop_nodes()
+  st["qr"] = None
+  save()
 elif args[2:4] == ["tpu-vm", "describe"]:
-  print("\\n".join(f"10.0.0.{i}" for i in range(len(homes))))
+  if args[4] not in nodes():
+    print(f"ERROR: node {args[4]} not found", file=sys.stderr)
+    sys.exit(1)
+  if value("format") == "value(state,health)":
+    print("READY\\tHEALTHY")
+  else:
+    print("\\n".join(f"10.0.{nodes().index(args[4])}.{i}" for i in range(st["workers"])))
 elif args[2:4] == ["tpu-vm", "scp"]:
-  src = args[args.index("--recurse") + 1]
-  for home in homes:
-    shutil.copytree(src, os.path.join(home, os.path.basename(src)), dirs_exist_ok=True)
+  fail("scp")
+  paths = [a for a in args[4:] if not a.startswith("-")]
+  node, remote = next(p.split(":", 1) for p in paths if ":" in p)
+  if node not in nodes():
+    sys.exit(255)
+  if "--recurse" in args:  # local folder -> every worker's home
+    for home in homes(node):
+      shutil.copytree(paths[0], os.path.join(home, os.path.basename(paths[0])), dirs_exist_ok=True)
+  else:  # one worker's file -> here
+    shutil.copyfile(os.path.join(homes(node)[int(value("worker"))], remote), paths[1])
 elif args[2:4] == ["tpu-vm", "ssh"]:
-  worker, out, code = value("worker"), next((a.split("=", 1)[1] for a in args if a.startswith("--output-directory=")), None), 0
-  for i, home in enumerate(homes):
-    if worker not in ("all", str(i)):
-      continue
-    done = subprocess.run(["bash", "-c", value("command")], cwd=home, capture_output=True, text=True,
-                          env=dict(os.environ, HOME=home, HOSTNAME=f"w{i}"))
-    if out:
-      open(os.path.join(out, f"{i}.log"), "w").write(done.stdout)
-    else:
-      sys.stdout.write(done.stdout)
+  node, worker, command, code = args[4], value("worker"), value("command"), 0
+  if "--output-directory" in " ".join(args):
+    sys.exit("ERROR: gcloud crashed: open None/0.log")  # what the flag does in the SDK the README names
+  fail("ssh")
+  if "status.sh" in command and st.get("preempt_after") is not None:
+    st["preempt_after"] -= 1
+    if st["preempt_after"] < 0:
+      st["preempt_after"] = None
+      drop_nodes()
+      st["qr"]["states"] = ["SUSPENDED"]
+    save()
+  if node not in nodes():
+    sys.exit(255)
+  picked = range(st["workers"]) if worker == "all" else [int(i) for i in worker.split(",")]
+  for i in picked:
+    done = subprocess.run(["bash", "-c", command], cwd=homes(node)[i], capture_output=True, text=True,
+                          env=dict(os.environ, HOME=homes(node)[i], HOSTNAME=f"{node}-w{i}"))
+    sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     code = max(code, done.returncode)
   sys.exit(code)
 '''
 
 FAKE_PYTHON = '''#!/bin/bash
-# venv/bin/python stand-in: versions.sh gets the real Python; memjax.train is preempted (42) on its first start.
-if [ "$1" = "-" ]; then exec PYTHON -; fi
+# venv/bin/python stand-in: versions.sh gets the versions; memjax.train is preempted (42) on its first start.
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
 n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
 echo "train $* distributed=$MEMJAX_DISTRIBUTED commit=$MEMJAX_COMMIT attempt=$((n + 1))"
 [ "$n" -gt 0 ]  || exit 42
 '''
 
+FINISHING_TRAIN = '''#!/bin/bash
+# venv/bin/python stand-in: memjax.train finishes at once.
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+echo "train $*"
+'''
 
-def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
+FAKE_UV = '''#!/bin/bash
+# uv stand-in: records each install command (the worker's whole set-up), installs nothing.
+echo "uv $*" >> "$HOME/installs"
+'''
+
+
+class FakeGcloud:
+  """The stateful fake gcloud on PATH, a `hostname` that names the fake worker, and the image every
+  new worker VM starts from (the fake venv python `train`, a fake uv)."""
+
+  def __init__(self, tmp_path, monkeypatch, train=FAKE_PYTHON, workers=2, plans=(), fail=None, preempt_after=None,
+               exists=True, name="it", zones=None):
+    self.root, self.name = tmp_path / "cloud", name
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    self.root.mkdir()
+    _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
+    _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
+    _executable(bin_dir / "hostname", '#!/bin/bash\necho "$HOSTNAME"\n')
+    image = self.root / "image"
+    (image / f"memjax-{name}" / "venv" / "bin").mkdir(parents=True)
+    _executable(image / f"memjax-{name}" / "venv" / "bin" / "python", train.replace("PYTHON", sys.executable))
+    (image / ".local" / "bin").mkdir(parents=True)
+    _executable(image / ".local" / "bin" / "uv", FAKE_UV)
+    self.save({"workers": workers, "plans": [list(p) for p in plans], "fail": dict(fail or {}),
+               "preempt_after": preempt_after, "creates": 0, "qr": None, "zones": zones})
+    if exists:  # an ACTIVE slice, made by a create that is not logged
+      subprocess.run([str(bin_dir / "gcloud"), "compute", "tpus", "queued-resources", "create", name],
+                     env=dict(os.environ, FAKE_TPU_ROOT=str(self.root)), check=True)
+      state = self.state()
+      state["creates"] = 0
+      self.save(state)
+      (self.root / "gcloud.log").unlink()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TPU_ROOT", str(self.root))
+
+  def state(self) -> dict:
+    return json.loads((self.root / "cloud.json").read_text())
+
+  def save(self, state) -> None:
+    (self.root / "cloud.json").write_text(json.dumps(state))
+
+  def calls(self) -> list[str]:
+    path = self.root / "gcloud.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+  def home(self, worker: int, node: str | None = None) -> pathlib.Path:
+    return self.root / (node or self.name) / f"w{worker}" / f"memjax-{self.name}"
+
+  def close(self) -> None:
+    """Kills every run still going on a fake worker (a failed test leaves none behind)."""
+    for pid_file in self.root.glob("*/w*/memjax-*/train.pid"):
+      try:
+        os.killpg(os.getpgid(int(pid_file.read_text())), signal.SIGKILL)
+      except (OSError, ValueError):
+        pass
+
+
+@pytest.fixture
+def fake_gcloud(tmp_path, monkeypatch):
+  """Makes the FakeGcloud (one per test), killing its workers' runs at the end."""
+  made = []
+  def make(**kwargs) -> FakeGcloud:
+    made.append(FakeGcloud(tmp_path, monkeypatch, **kwargs))
+    return made[-1]
+  yield make
+  for cloud in made:
+    cloud.close()
+
+
+class FastShell(Shell):
+  """The real runner, with every wait cut to a few milliseconds (polls, back-offs, grace periods)."""
+
+  def __init__(self):
+    super().__init__(err=io.StringIO())
+    self.slept = []
+
+  def sleep(self, seconds):
+    self.slept.append(seconds)
+    time.sleep(0.01)
+
+  @property
+  def said(self) -> str:
+    return self.err.getvalue()
+
+
+def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch, fake_gcloud):
   """Real runner, real git archive and worker scripts on 2 fake workers: preempted (42), relaunched, done."""
-  from launch.runner import Shell
   monkeypatch.chdir(ROOT)
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  _executable(bin_dir / "gcloud", FAKE_GCLOUD.replace("PYTHON", sys.executable))
-  _executable(bin_dir / "sudo", '#!/bin/bash\nexec "$@"\n')
-  s = tpu.Slice(f"it-{os.getpid()}", "fake-zone", "v4-16")
-  for i in range(2):  # installed already: setup.sh only extracts the shipped commit
-    venv = tmp_path / "workers" / f"w{i}" / s.home / "venv"
-    (venv / "bin").mkdir(parents=True)
-    _executable(venv / "bin" / "python", FAKE_PYTHON.replace("PYTHON", sys.executable))
-    (venv / f"installed-{commit[:12]}-jax-0.10.2-hf").touch()
-  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-  monkeypatch.setenv("FAKE_TPU_ROOT", str(tmp_path / "workers"))
-  monkeypatch.setenv("FAKE_TPU_WORKERS", "2")
+  cloud = fake_gcloud(name=f"it-{os.getpid()}")
+  s = tpu.Slice(cloud.name, "fake-zone", "v4-16")
   job = jobs.Job(("--config=configs/clm.py:paper", "--workdir=gs://b/run"), commit)
   try:
     assert tpu.run(s, job, Shell(), retries=1, poll_s=0.2) == 0
@@ -476,12 +667,527 @@ def test_tpu_run_end_to_end_with_a_fake_gcloud(tmp_path, monkeypatch):
   finally:
     subprocess.run(["rm", "-rf", s.staging])
   for i in range(2):
-    home = tmp_path / "workers" / f"w{i}" / s.home
+    home = cloud.home(i)
     assert (home / "code" / "COMMIT").read_text().strip() == commit
     assert (home / "code" / "memjax" / "train.py").exists()  # the archive of the commit, extracted
     assert (home / "attempts").read_text().strip() == "2" and (home / "exit_code").read_text().strip() == "0"
     log = (tmp_path / "logs" / f"{i}.log").read_text()
     assert f"train -m memjax.train --config=configs/clm.py:paper --workdir=gs://b/run distributed=1 commit={commit}" in log
     assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
-  calls = (tmp_path / "workers" / "gcloud.log").read_text()
+  calls = "\n".join(cloud.calls())
   assert calls.count("start.sh") == 2 and calls.count("queued-resources create") == 0
+
+
+# --- issue 18: each defect, against the stateful fake gcloud (or the fake runner) -------------------
+
+def launch(argv) -> tuple[int, FastShell]:
+  """`python -m launch ARGV` for real (no dry run), through the real runner with short waits."""
+  runner = FastShell()
+  return cli.main(argv, runner=runner), runner
+
+
+E2E = ["--name=it", "--zone=us-central2-b", "--accelerator=v4-16", "--skip_preflight"]
+
+
+def train_args(workdir="gs://b/run"):
+  return ["--", "--config=configs/clm.py:paper", f"--workdir={workdir}"]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+  """`git archive HEAD` needs the repository; staging folders are removed afterwards."""
+  monkeypatch.chdir(ROOT)
+  yield
+  for staging in ("/tmp/memjax-it", "/tmp/memjax-xpk-it", "/tmp/memjax-xpk-it.tar.gz"):
+    shutil.rmtree(staging, ignore_errors=True) if os.path.isdir(staging) else pathlib.Path(staging).unlink(missing_ok=True)
+
+
+def test_1_a_gs_workdir_installs_gcsfs_in_the_dry_runs(capsys):
+  """Defect 1: every gs:// path needs gcsfs (the gcs extra): a default TPU or GKE run installs it."""
+  assert '"./code[hf,gcs,tpu]"' in dry_run(CASES["tpu_run_v5e_spot"], capsys)
+  assert '".[hf,gcs,tpu]"' in dry_run(CASES["xpk_run_v5e"], capsys)
+  job = jobs.Job(("--config=c", "--workdir=/shared/x"), SHA)
+  assert job.extras("hf", tpu=False) == "hf"  # no bucket, no gcsfs
+  assert job.extras("", tpu=True, jax_version="0.9.0") == ""  # another jax: its own pin, not the extra's
+
+
+def test_1_the_workers_run_the_install_with_gcs_and_tpu(fake_gcloud, in_repo):
+  """The install command setup.sh runs on each worker (a stand-in uv records it), once per worker."""
+  cloud = fake_gcloud(train=FINISHING_TRAIN)
+  code, runner = launch(["tpu", "run", *E2E, *train_args()])
+  assert code == 0, runner.said
+  for i in range(2):
+    assert (cloud.home(i).parent / "installs").read_text().splitlines() == [
+        f"uv pip install --python venv/bin/python jax[tpu]=={jobs.JAX_VERSION} -f {tpu.LIBTPU_RELEASES} "
+        "./code[hf,gcs,tpu]"]
+
+
+def test_2_logs_out_copies_each_workers_log_with_scp(fake_gcloud, tmp_path):
+  """Defect 2: gcloud's ssh --output-directory is broken; each worker's log comes back by scp."""
+  cloud = fake_gcloud(workers=3)
+  for i in range(3):
+    cloud.home(i).mkdir(parents=True, exist_ok=True)
+    (cloud.home(i) / "run.log").write_text(f"log of worker {i}\n")
+  code, runner = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", f"--out={tmp_path}/logs"])
+  assert code == 0, runner.said
+  assert [(tmp_path / "logs" / f"{i}.log").read_text() for i in range(3)] == [f"log of worker {i}\n" for i in range(3)]
+  assert sum("tpu-vm scp" in call and "--worker=" in call for call in cloud.calls()) == 3
+  code, _ = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", "--worker=0,2", f"--out={tmp_path}/two"])
+  assert code == 0 and sorted(os.listdir(tmp_path / "two")) == ["0.log", "2.log"]
+
+
+def test_3_a_failing_queued_resource_is_recreated_a_bounded_number_of_times_with_its_reason(fake_gcloud, capsys):
+  """Defect 3: FAILED forever -> at most --max-recreates re-creations, growing back-off, reason each time."""
+  cloud = fake_gcloud(exists=False, plans=[["WAITING_FOR_RESOURCES", "FAILED:no v4 capacity in us-central2-b"]] * 30)
+  code, runner = launch(["tpu", "create", *E2E, "--max-recreates=3", "--poll-seconds=10"])
+  assert code == 2 and cloud.state()["creates"] == 4  # the create, then 3 re-creations
+  assert runner.said.count("no v4 capacity in us-central2-b") == 3  # at each re-creation
+  err = capsys.readouterr().err
+  assert "no v4 capacity in us-central2-b" in err and "giving up" in err and "--max-recreates=3" in err
+  backoffs = [seconds for seconds in runner.slept if seconds > 10]
+  assert backoffs == [20, 40]  # 10 (the poll interval) before the first, then doubling
+  assert sum("queued-resources delete" in call for call in cloud.calls()) == 3
+
+
+class AlwaysFailing(FakeCloud):
+  """A queued resource that FAILS after every create, with a reason; more than 20 creates (or 200
+  describes) fails the test instead of hanging it."""
+
+  def __init__(self):
+    super().__init__(["FAILED"], runs=[])
+    self.creates, self.slept = 0, []
+
+  def run(self, command):
+    text = " ".join(command.argv)
+    if "queued-resources describe" in text:
+      self.log.append(text)
+      assert self.count("queued-resources describe") <= 200, "polled without end"
+      reason = "\tThere is no more capacity in the zone us-central2-b" * ("failedData" in text)  # if asked for
+      return Result(0, "FAILED" + reason)
+    if "queued-resources create" in text:
+      self.creates += 1
+      assert self.creates <= 20, "re-created without limit"
+    if "queued-resources" in text:
+      self.log.append(text)
+      return Result(0)
+    return super().run(command)
+
+  def sleep(self, seconds):
+    self.slept.append(seconds)
+
+
+def test_3_re_creation_is_bounded_backs_off_and_shows_the_reason():
+  cloud = AlwaysFailing()
+  with pytest.raises(RuntimeError, match="no more capacity in the zone us-central2-b.*giving up"):
+    tpu.create(S, cloud, poll_s=1)
+  assert cloud.creates == 1 + 5  # the create, then 5 re-creations (the default --max-recreates)
+  assert sum("no more capacity" in message for message in cloud.said) == 5
+  assert [seconds for seconds in cloud.slept if seconds > 1] == [2, 4, 8, 16]  # 1, 2, 4, ...: doubling
+
+
+def test_4_a_dropped_scp_or_ssh_connection_is_retried_within_retries(fake_gcloud, in_repo):
+  """Defect 4: scp exits 255 once (a spot VM preempted mid-copy): retried after a back-off, not fatal."""
+  cloud = fake_gcloud(fail={"scp": 1}, train=FINISHING_TRAIN)
+  code, runner = launch(["tpu", "run", *E2E, "--retries=2", *train_args()])
+  assert code == 0, runner.said
+  assert sum("tpu-vm scp" in call for call in cloud.calls()) == 2  # dropped, then shipped
+  assert "connection to the workers was lost" in runner.said
+
+
+class Dropping(FakeCloud):
+  """The fake runner's cloud, where the first `drops` ssh commands running `script` exit 255."""
+
+  def __init__(self, script, drops, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.script, self.drops = script, drops
+
+  def run(self, command):
+    if f"--command=bash memjax-memjax-1/{self.script}" in " ".join(command.argv) and self.drops:
+      self.drops -= 1
+      self.log.append(" ".join(command.argv))
+      raise CommandError(command, 255)
+    return super().run(command)
+
+
+@pytest.mark.parametrize("script", ["setup.sh", "versions.sh", "start.sh"])
+def test_4_ssh_lost_during_setup_version_check_or_start_is_retried(script):
+  cloud = Dropping(script, 1, ["ACTIVE"], runs=[[("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1) == 0
+  assert cloud.ran(script) == 2 and any("trying again" in message for message in cloud.said)
+  cloud = Dropping(script, 1, ["ACTIVE"], runs=[[("0", "0")]])
+  with pytest.raises(CommandError, match="exit code 255"):
+    tpu.run(S, JOB, cloud, retries=0, poll_s=1)  # no retries left: the error, naming the command
+
+
+def test_4_a_real_setup_error_is_not_retried():
+  class Broken(FakeCloud):
+    def run(self, command):
+      if "--command=bash memjax-memjax-1/setup.sh" in " ".join(command.argv):
+        raise CommandError(command, 1)  # pip could not install: retrying would fail the same way
+      return super().run(command)
+  cloud = Broken(["ACTIVE"], runs=[])
+  with pytest.raises(CommandError, match="exit code 1"):
+    tpu.run(S, JOB, cloud, retries=3, poll_s=1)
+  assert cloud.ran("start.sh") == 0
+
+
+def test_5_the_other_workers_finish_their_checkpoint_before_a_relaunch():
+  """Defect 5: worker 0 exits 42 while worker 1 still checkpoints: no SIGKILL, wait, then relaunch."""
+  cloud = FakeCloud(["ACTIVE"], runs=[[("running", "running"), ("42", "running"), ("42", "running"), ("42", "42")],
+                                      [("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1, grace_s=10) == 0
+  assert cloud.ran("stop.sh --force") == 0 and cloud.ran("start.sh") == 2
+  assert any("finish their checkpoint" in message for message in cloud.said)
+  # one that never finishes is stopped once the grace period is over
+  cloud = FakeCloud(["ACTIVE"], runs=[[("42", "running")], [("0", "0")]])
+  assert tpu.run(S, JOB, cloud, retries=1, poll_s=1, grace_s=3) == 0
+  assert cloud.ran("stop.sh --force") == 1
+  assert cloud.ran("status.sh") == 1 + 4 + 1 + 1  # attach check, 4 polls (3 s of grace), relaunch check, poll
+
+
+GRACEFUL_TRAIN = """#!/bin/bash
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+n=$(cat ../attempts 2>/dev/null || echo 0); echo $((n + 1)) > ../attempts
+echo "train attempt $((n + 1)) on $HOSTNAME"
+[ "$n" -gt 0 ] && exit 0
+case "$HOSTNAME" in *w0) exit 42;; esac
+sleep 1; echo saved > ../checkpoint_saved; exit 42
+"""
+
+
+def test_5_grace_with_real_workers(fake_gcloud, in_repo):
+  """Worker 0 is preempted at once; worker 1 takes a second to save its checkpoint, then exits 42 too."""
+  cloud = fake_gcloud(train=GRACEFUL_TRAIN)
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  assert (cloud.home(1) / "checkpoint_saved").exists()  # not killed mid-checkpoint
+  assert not any("stop.sh --force" in call for call in cloud.calls())
+
+
+def test_6_followed_logs_are_line_buffered(capsys):
+  """Defect 6: `sed` without -u holds lines back in its buffer; with -u they arrive as written."""
+  out = dry_run(["tpu", "logs", *SLICE, "--follow"], capsys)
+  assert "tail -n 100 -F memjax-memjax-1/run.log | sed -u " in out
+  assert "sed -u" in dry_run(["tpu", "logs", *SLICE, "--worker=1-3", "--follow"], capsys)
+
+
+@pytest.mark.parametrize("code, requeued", [(42, True), (137, True), (143, True), (255, True), (1, False), (0, False)])
+def test_7_sbatch_requeues_after_preemption_or_a_signal(tmp_path, code, requeued):
+  """Defect 7: srun returns 128+signal for a task killed by a signal (preempted, OOM): requeued too."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit {code}\n')
+  _executable(bin_dir / "scontrol", f'#!/bin/bash\necho "scontrol $*" >> {tmp_path}/calls\n')
+  cfg = gpu.Slurm(str(tmp_path / "run"), nodes=2, gpus_per_node=4, retries=3)
+  job = jobs.Job(("--config=configs/clm.py:paper", f"--workdir={tmp_path}/work"), SHA)
+  os.makedirs(gpu.code_dir(cfg, SHA))
+  script = tmp_path / "job.sbatch"
+  script.write_text(gpu.sbatch_script(cfg, job))
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77", SLURM_RESTART_COUNT="0")
+  assert subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True).returncode == code
+  calls = (tmp_path / "calls").read_text().splitlines()
+  assert calls[0].startswith("srun --kill-on-bad-exit=1 ")
+  assert ("scontrol requeue 77" in calls) == requeued
+
+
+class Refuse:
+  """A runner that fails the test if anything runs, is written, or is waited for."""
+
+  def run(self, command):
+    raise AssertionError(f"ran {command}")
+
+  def write(self, path, text):
+    raise AssertionError(f"wrote {path}")
+
+  def sleep(self, seconds):
+    raise AssertionError("waited")
+
+  def say(self, message):
+    pass
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gpu", "slurm", "--run-dir=/r", f"--commit={SHA}", "--", "--config=c", "--workdir=rel/x"], "absolute path"),
+    (["gpu", "slurm", "--run-dir=/r", "--mem=lots", f"--commit={SHA}", "--", "--config=c", "--workdir=/w"], "--mem"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", f"--commit={SHA}", "--", "--config=c", "--workdir=runs/x"],
+     "gs:// workdir"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", f"--commit={SHA}", "--", "--config=c",
+      "--workdir=runs/x"], "gs:// workdir"),
+])
+def test_8_bad_arguments_are_refused_before_anything_runs_or_is_written(argv, message, capsys):
+  """Defect 8: `gpu slurm` ran mkdir, git archive and tar before it looked at the workdir."""
+  assert cli.main(argv, runner=Refuse()) == 2
+  assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, tool, hint", [
+    (["tpu", "delete", *SLICE], "gcloud", "cloud.google.com/sdk"),
+    (["xpk", "delete", "--cluster=c", "--workload=w"], "xpk", "pip install xpk"),
+    (["tpu", "run", *SLICE, "--accelerator=v4-8", "--skip_preflight", *TRAIN], "git", "install git"),
+])
+def test_9_a_missing_tool_is_named_with_how_to_get_it(argv, tool, hint, tmp_path, monkeypatch, capsys):
+  """Defect 9: gcloud / xpk / sbatch not on PATH: not "exit code 127", but what is missing and how to get it."""
+  monkeypatch.setenv("PATH", str(tmp_path))
+  assert cli.main(argv) == 127
+  err = capsys.readouterr().err
+  assert f"{tool} is not installed" in err and hint in err, err
+
+
+def test_9_sbatch_missing(tmp_path, monkeypatch, capsys, in_repo):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for tool in ("git", "mkdir", "tar", "gzip"):
+    (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip())
+  monkeypatch.setenv("PATH", str(bin_dir))
+  argv = ["gpu", "slurm", f"--run-dir={tmp_path}/run", "--", "--config=c", f"--workdir={tmp_path}/w"]
+  assert cli.main(argv) == 127
+  err = capsys.readouterr().err
+  assert "sbatch is not installed" in err and "SLURM login node" in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tpu", "create", *SLICE, "--accelerator=v6e-3"], "'v6e-3' does not exist"),
+    (["tpu", "create", *SLICE, "--accelerator=v5p-7"], "'v5p-7' does not exist"),
+    (["tpu", "create", "--name=a", "--zone=uscentral2b", "--accelerator=v4-8"], "'uscentral2b' is not a zone"),
+    (["tpu", "create", "--name=a", "--zone=us-central2", "--accelerator=v4-8"], "'us-central2' is not a zone"),
+    (["xpk", "run", "--cluster=c", "--workload=Clm_1", "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "--workload 'Clm_1'"),
+    (["xpk", "run", "--cluster=c", "--workload=" + "a" * 41, "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "at most 40"),
+    (["xpk", "run", "--cluster=c", "--workload=clm-", "--tpu=v4-8", f"--commit={SHA}", *TRAIN], "--workload 'clm-'"),
+    (["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v6e-3", f"--commit={SHA}", *TRAIN], "does not exist"),
+])
+def test_10_accelerators_zones_and_workload_names_are_checked(argv, message, capsys):
+  assert cli.main(with_dry_run(argv)) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_10_a_zone_that_does_not_offer_the_type_is_refused_before_anything_is_requested(fake_gcloud):
+  """Whether a zone exists and offers a type is gcloud's to say (a table here would go stale)."""
+  cloud = fake_gcloud(exists=False, zones={"us-central2-b": ["v4-8", "v4-16"], "us-east5-b": ["v6e-8"]})
+  for zone, accelerator in (("us-central9-z", "v4-8"), ("us-east5-b", "v4-8")):
+    code, runner = launch(["tpu", "create", f"--name=it", f"--zone={zone}", f"--accelerator={accelerator}",
+                           "--skip_preflight"])
+    assert code == 2 and cloud.state()["creates"] == 0
+  code, runner = launch(["tpu", "create", "--name=it", "--zone=us-east5-b", "--accelerator=v6e-8", "--skip_preflight"])
+  assert code == 0 and cloud.state()["creates"] == 1
+
+
+def test_10_worker_lists_and_ranges_pass_through(capsys):
+  assert "--worker=1,3 " in dry_run(["tpu", "logs", *SLICE, "--worker=1,3"], capsys)
+  assert "--worker=0-2,5 " in dry_run(["tpu", "logs", *SLICE, "--worker=0-2,5"], capsys)
+  assert tpu.worker_indices("0-2,5", 8) == [0, 1, 2, 5] and tpu.worker_indices("all", 2) == [0, 1]
+  assert "xpk workload create" in dry_run(["xpk", "run", "--cluster=c", "--workload=" + "a" * 40, "--tpu=v4-8",
+                                           f"--commit={SHA}", *TRAIN], capsys)
+
+
+# --- issue 18: preflight, logs in the bucket, multislice, status, images, SLURM options ---------------
+
+FAKE_AOT = """#!/bin/bash
+# python3 stand-in for the preflight: records `-m memjax.aot ...`; like memjax.aot, its table goes to
+# stdout and its verdict to stderr; it exits FAKE_AOT_EXIT.
+echo "$*" >> "$(dirname "$0")/aot-calls"
+if [ "${FAKE_AOT_EXIT:-0}" = 0 ]; then echo "per device: 9.1 GiB of 32 GiB HBM"; exit 0; fi
+echo "per device: 41.3 GiB of 32 GiB HBM"
+echo "memjax.aot: does not fit: needs 41.3 GiB of HBM per chip, v4 has 32 GiB; largest buffers: opt_state/mu 12 GiB" >&2
+echo "knobs: --config.train.remat=block, --config.train.microbatches=4" >&2
+exit 1
+"""
+
+
+@pytest.fixture
+def fake_aot(tmp_path):
+  folder = tmp_path / "aot"
+  folder.mkdir()
+  _executable(folder / "python3", FAKE_AOT)
+  return folder
+
+
+def test_preflight_refuses_a_run_that_does_not_fit_before_renting(fake_gcloud, fake_aot, in_repo, monkeypatch,
+                                                                  capsys):
+  cloud = fake_gcloud(exists=False)
+  monkeypatch.setenv("FAKE_AOT_EXIT", "1")
+  preflight = [f"--preflight-python={fake_aot}/python3"]
+  overrides = ["--config.train.steps=10", "--config.model.d_model", "512"]
+  code, runner = launch(["tpu", "run", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         *train_args(), *overrides])
+  err = capsys.readouterr().err
+  assert code == 2 and "41.3 GiB of 32 GiB HBM" in err and "needs 41.3 GiB of HBM per chip" in err, err
+  assert "--config.train.remat=block" in err and "--skip_preflight" in err
+  assert "nothing was rented" in err and cloud.calls() == []  # not even a describe
+  assert (fake_aot / "aot-calls").read_text().splitlines() == [
+      "-m memjax.aot --config=configs/clm.py:paper --config.train.steps=10 --config.model.d_model 512 "
+      "--accelerator=v4-16"]
+  code, _ = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                    "--", "--config=configs/clm.py:paper"])
+  assert code == 2 and [call.split()[2:5] for call in cloud.calls()] == [["tpu-vm", "accelerator-types", "describe"]]
+  # --skip_preflight: no compile, the slice is created
+  code, runner = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         "--skip_preflight", "--", "--config=configs/clm.py:paper"])
+  assert code == 0 and cloud.state()["creates"] == 1
+  assert len((fake_aot / "aot-calls").read_text().splitlines()) == 2
+  # a run that fits goes on, its table shown
+  monkeypatch.setenv("FAKE_AOT_EXIT", "0")
+  cloud.save(cloud.state() | {"qr": None})
+  code, runner = launch(["tpu", "create", "--name=it", "--zone=us-central2-b", "--accelerator=v4-16", *preflight,
+                         "--", "--config=configs/clm.py:paper"])
+  assert code == 0 and cloud.state()["creates"] == 2
+  assert "preflight passed" in runner.said and "9.1 GiB of 32 GiB" in runner.said
+
+
+def test_preflight_before_xpk_and_in_the_dry_run(tmp_path, fake_aot, monkeypatch, capsys):
+  monkeypatch.setenv("PATH", f"{tmp_path}/bin:{os.environ['PATH']}")
+  (tmp_path / "bin").mkdir()
+  _executable(tmp_path / "bin" / "xpk", f'#!/bin/bash\necho "xpk $*" >> {tmp_path}/xpk-calls\n')
+  monkeypatch.setenv("FAKE_AOT_EXIT", "1")
+  argv = ["xpk", "run", "--cluster=c", "--workload=clm", "--tpu=v5e-16", "--num-slices=2",
+          f"--preflight-python={fake_aot}/python3", f"--commit={SHA}", *TRAIN]
+  assert cli.main(argv, runner=FastShell()) == 2
+  assert not (tmp_path / "xpk-calls").exists()
+  assert "--accelerator=v5litepod-16 --num_slices=2" in (fake_aot / "aot-calls").read_text()
+  out = dry_run(CASES["tpu_run_v5e_2slices"], capsys)
+  assert out.index("python3 -m memjax.aot --config=configs/clm.py:paper --config.train.steps=1000 "
+                   "--accelerator=v5litepod-16 --num_slices=2") < out.index("queued-resources")
+
+
+def test_logs_reach_the_bucket_worker_0_is_shown_live_and_status_reports(fake_gcloud, in_repo, capfd):
+  cloud = fake_gcloud()
+  for step in ("100", "250", "50"):
+    (cloud.root / "gcs" / "b" / "run" / "checkpoints" / step).mkdir(parents=True)
+  code, runner = launch(["tpu", "run", *E2E, "--retries=1", *train_args()])
+  assert code == 0, runner.said
+  for i in range(2):
+    log = (cloud.root / "gcs" / "b" / "run" / "logs" / f"it-w{i}.log").read_text()
+    assert "attempt=1" in log and "exit 42" in log and "attempt=2" in log and "exit 0" in log
+  shown = capfd.readouterr().out  # news.sh's output, straight from worker 0
+  assert "attempt=1" in shown and "it-w0 exit 42" in shown and "it-w0 exit 0" in shown and "it-w1 exit" not in shown
+  code, runner = launch(["tpu", "status", "--name=it", "--zone=us-central2-b", "--workdir=gs://b/run"])
+  assert code == 0
+  for text in ("queued resource it: ACTIVE", "node it: READY HEALTHY", "job: ended with exit code 0; workers: 0 0",
+               "last checkpoint in gs://b/run: step 250"):
+    assert text in runner.said, runner.said
+  assert tpu.last_step("gs://b/r/checkpoints/\ngs://b/r/checkpoints/7/\n") == 7 and tpu.last_step("") is None
+
+
+def test_a_spot_node_deleted_mid_run_is_recreated_and_the_run_resumes(fake_gcloud, in_repo):
+  """Preempted: the nodes vanish (ssh 255), the queued resource is SUSPENDED; the log survives in the bucket."""
+  train = """#!/bin/bash
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+n=$(cat "$FAKE_TPU_ROOT/attempts-$HOSTNAME" 2>/dev/null || echo 0); echo $((n + 1)) > "$FAKE_TPU_ROOT/attempts-$HOSTNAME"
+echo "train attempt $((n + 1))"
+[ "$n" -gt 0 ] || sleep 30
+"""
+  cloud = fake_gcloud(train=train, preempt_after=3)  # the attach check, two polls, then preempted
+  code, runner = launch(["tpu", "run", *E2E, "--spot", "--retries=2", "--log-upload-seconds=1", *train_args()])
+  assert code == 0, runner.said
+  assert cloud.state()["creates"] == 1 and "SUSPENDED" in runner.said and "preempted" in runner.said, runner.said
+  assert (cloud.root / "attempts-it-w0").read_text().strip() == "2"
+  log = (cloud.root / "gcs" / "b" / "run" / "logs" / "it-w0.log").read_text()
+  assert "train attempt 2" in log and "exit 0" in log
+
+
+MULTISLICE_TRAIN = """#!/bin/bash
+if [ "$1" = "-" ]; then echo "MEMJAX_VERSIONS jax=0.10.2 jaxlib=0.10.2 libtpu=0.0.30 $HOSTNAME"; exit 0; fi
+echo "slice=$MEGASCALE_SLICE_ID of $MEGASCALE_NUM_SLICES coordinator=$MEGASCALE_COORDINATOR_ADDRESS"
+"""
+
+
+def test_multislice_runs_on_every_worker_of_every_node(fake_gcloud, in_repo, tmp_path):
+  cloud = fake_gcloud(train=MULTISLICE_TRAIN, exists=False)
+  code, runner = launch(["tpu", "run", *E2E, "--num_slices=2", *train_args()])
+  assert code == 0, runner.said
+  assert any("--node-count=2 --node-prefix=it" in call for call in cloud.calls())
+  for node in range(2):
+    for worker in range(2):
+      log = (cloud.home(worker, f"it-{node}") / "run.log").read_text()
+      assert f"slice={node} of 2 coordinator=10.0.0.0:8080" in log
+  code, _ = launch(["tpu", "logs", "--name=it", "--zone=us-central2-b", "--num_slices=2", f"--out={tmp_path}/l"])
+  assert code == 0 and sorted(os.listdir(tmp_path / "l")) == ["it-0-0.log", "it-0-1.log", "it-1-0.log", "it-1-1.log"]
+  assert tpu.megascale_env(tpu.Slice("x", "z", "v4-8"), [["10.0.0.2"]], 0) == ""  # one slice: nothing to join
+
+
+def test_gcloud_options_and_multislice_in_the_dry_runs(capsys):
+  create = dry_run(CASES["tpu_create_options"], capsys)
+  for flag in ("--internal-ips", "--service-account=trainer@", "--scopes=https://", "--network=tpu-net",
+               "--subnetwork=tpu-subnet", "--valid-until-duration=6h"):
+    assert flag in create
+  s = tpu.Slice("a", "z", "v4-8", internal_ip=True)
+  assert "--internal-ip" in tpu.ssh_command(s, "a", "true").argv and "--internal-ip" in tpu.scp_command(s, "a").argv
+  assert "--node-count=2 --node-prefix=memjax-1" in dry_run(CASES["tpu_create_v5e_2slices"], capsys)
+  run = dry_run(CASES["tpu_run_v5e_2slices"], capsys)
+  assert ("'--command=MEGASCALE_COORDINATOR_ADDRESS=10.0.0.2:8080 MEGASCALE_NUM_SLICES=2 MEGASCALE_SLICE_ID=1 "
+          "MEGASCALE_PORT=8080 bash memjax-memjax-1/start.sh'") in run
+  with pytest.raises(ValueError, match="--valid-until-duration 'soon'"):
+    tpu.Slice("a", "z", "v4-8", valid_until="soon")
+
+
+def test_xpk_with_a_prepared_image_installs_nothing(capsys):
+  out = dry_run(CASES["xpk_run_docker"], capsys)
+  assert "--docker-image=us-docker.pkg.dev/my-project/memjax/memjax:0123456" in out
+  assert "pip install" not in out and "--script-dir" not in out and "git archive" not in out
+  assert "'--command=cd /memjax && python3 -m memjax.train" in out
+  dockerfile = (ROOT / "launch" / "Dockerfile").read_text()
+  assert f"ARG JAX_VERSION={jobs.JAX_VERSION}" in dockerfile and "ARG EXTRAS=hf,gcs,tpu" in dockerfile
+  assert f"WORKDIR {xpk.IMAGE_HOME}" in dockerfile and "jax[tpu]==${JAX_VERSION}" in dockerfile
+  with pytest.raises(SystemExit):
+    cli.main(["xpk", "run", "--cluster=c", "--workload=w", "--tpu=v4-8", "--docker-image=i",
+              "--base-docker-image=python:3.12", *TRAIN])
+
+
+def test_slurm_options_pass_through_and_a_task_gets_several_cores(capsys):
+  out = dry_run(CASES["gpu_slurm_options"], capsys)
+  for line in ("#SBATCH --cpus-per-task=16", "#SBATCH --mem=0", "#SBATCH --exclusive", "#SBATCH --qos=high",
+               "#SBATCH --constraint=a100"):
+    assert line in out
+  assert "#SBATCH --cpus-per-task=8" in dry_run(CASES["gpu_slurm"], capsys)  # the default: not one core
+
+
+def test_the_readme_shows_what_a_dry_run_prints(capsys):
+  """README.md's "Run on Cloud TPU" quotes a dry run of `tpu create`: it stays what the launcher prints."""
+  readme = (ROOT / "README.md").read_text()
+  quoted = readme.split("for `create` it prints\n\n```\n", 1)[1].split("```", 1)[0]
+  argv = ["tpu", "create", "--name=clm-v6e", "--zone=us-east5-b", "--accelerator=v6e-8", "--spot", "--dry-run", "--",
+          "--config=configs/clm.py:paper"]
+  assert cli.main(argv) == 0
+  assert capsys.readouterr().out == quoted
+
+
+FAKE_SBATCH = """#!/bin/bash
+# sbatch stand-in for one job (id 77): runs the script at once, and again after each `scontrol requeue`
+# (SLURM_RESTART_COUNT counting), as SLURM does with a requeued job.
+echo "sbatch $*" >> "$FAKE_SLURM/calls"
+echo "Submitted batch job 77"
+restarts=0
+while true; do
+  rm -f "$FAKE_SLURM/requeued"
+  SLURM_JOB_ID=77 SLURM_RESTART_COUNT=$restarts bash "$1"
+  [ -f "$FAKE_SLURM/requeued" ] || break
+  restarts=$((restarts + 1))
+done
+"""
+FAKE_SRUN = """#!/bin/bash
+# srun stand-in: exits with the next code of $FAKE_SLURM/codes (137: a task killed by SIGKILL).
+echo "srun $*" >> "$FAKE_SLURM/calls"
+code=$(head -n 1 "$FAKE_SLURM/codes"); sed -i 1d "$FAKE_SLURM/codes"
+exit "$code"
+"""
+FAKE_SCONTROL = """#!/bin/bash
+echo "scontrol $*" >> "$FAKE_SLURM/calls"
+touch "$FAKE_SLURM/requeued"
+"""
+
+
+def test_7_a_slurm_job_killed_by_a_signal_is_requeued_until_it_finishes(tmp_path, monkeypatch, in_repo):
+  """`gpu slurm` for real against fake sbatch/srun/scontrol: OOM-killed (137), preempted (42), then done."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    _executable(bin_dir / name, text)
+  (tmp_path / "codes").write_text("137\n42\n0\n")
+  monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+  monkeypatch.setenv("FAKE_SLURM", str(tmp_path))
+  argv = ["gpu", "slurm", "--nodes=2", "--gpus-per-node=4", "--retries=3", f"--run-dir={tmp_path}/run", "--",
+          "--config=configs/clm.py:small", f"--workdir={tmp_path}/work"]
+  assert cli.main(argv, runner=FastShell()) == 0
+  calls = (tmp_path / "calls").read_text().splitlines()
+  assert [call.split()[0] for call in calls] == ["sbatch", "srun", "scontrol", "srun", "scontrol", "srun"]
+  assert all(call.startswith("srun --kill-on-bad-exit=1 ") for call in calls if call.startswith("srun"))
+  assert (tmp_path / "run" / "memjax.sbatch").exists() and list((tmp_path / "run").glob("code-*/memjax/train.py"))

@@ -96,6 +96,12 @@ def test_launcher_environments_reach_initialize():
   assert distributed.initialize_args({"TPU_WORKER_HOSTNAMES": "a,b"}) == {}  # GKE (xpk)
   assert distributed.initialize_args({}, tpu_vm=True) == {}  # Cloud TPU VM: the TPU metadata
   assert distributed.initialize_args({"MEMJAX_DISTRIBUTED": "1"}) == {}
+  multislice = {"MEGASCALE_COORDINATOR_ADDRESS": "10.0.0.2:8080", "MEGASCALE_NUM_SLICES": "2", "MEGASCALE_SLICE_ID": "1"}
+  assert distributed.initialize_args(multislice) == {}  # launch tpu run --num_slices=2: jax reads MEGASCALE_*
+  with pytest.raises(ValueError, match="MEGASCALE_SLICE_ID missing"):
+    distributed.initialize_args({"MEGASCALE_COORDINATOR_ADDRESS": "10.0.0.2:8080", "MEGASCALE_NUM_SLICES": "2"})
+  with pytest.raises(ValueError, match=r"MEGASCALE_SLICE_ID=2 must be an integer in \[0, MEGASCALE_NUM_SLICES=2\)"):
+    distributed.initialize_args(multislice | {"MEGASCALE_SLICE_ID": "2"})
   assert distributed.initialize_args({"MEMJAX_DISTRIBUTED": "0", "TPU_WORKER_HOSTNAMES": "a,b"}) is None
   with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS missing"):
     distributed.initialize_args({"JAX_PROCESS_COUNT": "2", "JAX_PROCESS_ID": "0"})
