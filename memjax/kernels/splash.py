@@ -26,7 +26,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 from jax.sharding import PartitionSpec as P
 
@@ -71,7 +70,8 @@ def _specs(mesh, batch: int, heads: int, kv_heads: int, batch_axes: tuple[str, .
 
 def splash_attention(q_BxTxNxH: jax.Array, k_BxTxKxH: jax.Array, v_BxTxKxH: jax.Array,
                      mask_BxT: jax.Array | None = None, *, interpret: bool | None = None,
-                     batch_axes: tuple[str, ...] = ("data", "fsdp"), head_axis: str = "tensor") -> jax.Array:
+                     batch_axes: tuple[str, ...] = placement.BATCH_AXES,
+                     head_axis: str = placement.HEAD_AXIS) -> jax.Array:
   """Causal softmax attention (the contract of `memjax.kernels.attention.causal_attention`)."""
   mesh = placement.mesh_of(q_BxTxNxH)
   if interpret is None:

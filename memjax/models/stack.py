@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from memjax import importing
+from memjax.kernels import placement
 from memjax.models import decoding, init, mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
@@ -56,8 +57,9 @@ class Stack(nnx.Module):
     """`mask_BxT` (1 on tokens, 0 on padding): transformer positions never attend to padding."""
     graphdef, layers = nnx.split(self.blocks)
     # Without a mask, blocks are called as block(x): a user's block family need not know of masks.
-    apply_block = lambda x, layer: (nnx.merge(graphdef, layer)(x) if mask_BxT is None
-                                    else nnx.merge(graphdef, layer)(x, mask_BxT))
+    # Every block's output split over the batch axes as the batch is (a no-op without a mesh).
+    apply_block = lambda x, layer: placement.constrain_batch(
+        nnx.merge(graphdef, layer)(x) if mask_BxT is None else nnx.merge(graphdef, layer)(x, mask_BxT))
     if self.remat != "none":  # per block: one block's intermediates alive at a time in the backward
       policy = jax.checkpoint_policies.checkpoint_dots if self.remat == "dots" else None
       apply_block = jax.checkpoint(apply_block, policy=policy, prevent_cse=not self.scan_layers)

@@ -16,8 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
-BATCH_AXES: tuple[str, ...] = ("data", "fsdp")
+from memjax.kernels.placement import BATCH_AXES, MESH_AXES  # the one convention of axis names
 
 # (regex on the '/'-joined parameter path, mesh axis per trailing dimension)
 PARAM_RULES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
