@@ -195,3 +195,8 @@ def test_decode_attention_reads_only_the_filled_part_of_a_long_cache():
   generator = assert_matches_full_forward(model, 1024, [list(range(1, 251)), [7]], 8)
   assert generator.step_fn._cache_size() == 1
   assert_matches_full_forward(model, 1024, [[5] * 300], 2)  # prefilled over 512 positions
+
+
+def test_flat_mixer_with_kernel_one_decodes_as_its_forward():
+  model = CausalLM(config("mixer", K * L, mixer_kernel=1, mixer_heads=0), rngs=nnx.Rngs(0))
+  assert_matches_full_forward(model, K * L, PROMPTS, 7)

@@ -82,17 +82,17 @@ class TokenMixing(nnx.Module):
     z_BxSxD = self.proj(x_BxSxD) if self.heads else x_BxSxD
     z_RxSxF = z_BxSxD.reshape(B, S, n, D // n).transpose(0, 2, 1, 3).reshape(B * n, S, D // n)
     z_RxTxF = decoding.write(cache["z"], z_RxSxF, positions_BxS[:, 0])
-    z_BxNxTxF = z_RxTxF.reshape(B, n, T, D // n)
+    # Products read the cache as it is (three axes): XLA:CPU copies a donated cache fed reshaped.
     rows_NxKxBxSxT = self.weight[...][:, :, positions_BxS, :T]  # the map's rows of the new positions
     visible_BxSxT = jnp.arange(T)[None, None, :] <= positions_BxS[:, :, None]
     rows_NxKxBxSxT = jnp.where(visible_BxSxT, rows_NxKxBxSxT, 0)
+    rows_RxKxSxT = rows_NxKxBxSxT.transpose(2, 0, 1, 3, 4).reshape(B * n, self.kernel, S, T)
     if self.kernel == 1:
-      y_BxNxSxF = jnp.einsum("nbst,bntf->bnsf", rows_NxKxBxSxT[:, 0], z_BxNxTxF)
+      y_RxSxF = jnp.einsum("rst,rtf->rsf", rows_RxKxSxT[:, 0], z_RxTxF)
     else:
-      taps_BxNxKxTxF = jax.vmap(shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, self.kernel)
-      y_BxNxSxF = jnp.einsum("nkbst,bnktf->bnsf", rows_NxKxBxSxT, taps_BxNxKxTxF)
-    y_BxNxSxF = y_BxNxSxF + self.bias[...][:, positions_BxS].transpose(1, 0, 2)[..., None]
-    y_BxSxD = y_BxNxSxF.transpose(0, 2, 1, 3).reshape(B, S, D)
+      y_RxSxF = jnp.einsum("rkst,rktf->rsf", rows_RxKxSxT, shifted_features(z_RxTxF, self.kernel))
+    bias_RxS = self.bias[...][:, positions_BxS].transpose(1, 0, 2).reshape(B * n, S)
+    y_BxSxD = (y_RxSxF + bias_RxS[..., None]).reshape(B, n, S, D // n).transpose(0, 2, 1, 3).reshape(B, S, D)
     return (self.out(y_BxSxD) if self.heads else y_BxSxD), {"z": z_RxTxF}
 
 
