@@ -41,7 +41,7 @@ def test_every_memory_kind_builds(kind):
   model = nnx.eval_shape(lambda: models.build_model(cfg, nnx.Rngs(0)))
   model_class, decoder_positions = MEMORY_KINDS[kind]
   assert type(model).__name__ == model_class
-  assert models.decoder_length(cfg) == decoder_positions
+  assert models.model_spec(cfg).decoder.length == decoder_positions
   if model_class == "MemoryModel":  # the no-memory control has no encoder to train
     assert (model.encoder is None) == (kind == "none")
 
