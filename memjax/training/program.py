@@ -162,8 +162,8 @@ class Program:
     return state.replace(opt_state=init(state.params))
 
   def distinct_stages(self) -> list[curriculum.Stage]:
-    """One stage per distinct compiled train step (per objective, or per stage when they restart:
-    a restarted stage has its own schedule, but the same program shape)."""
+    """The first stage of each objective: one per distinct train program (stages that restart their
+    optimizer differ from another stage of their objective only in the schedule's constants)."""
     seen, distinct = set(), []
     for stage in self.stages:
       if stage.objective not in seen:
