@@ -155,7 +155,8 @@ def test_a_tiny_run_trains_with_splash(tiny, tmp_path, monkeypatch):
   cfg.model.attention = "splash"
   cfg.data.n_ctx = 16
   results = loop.run(cfg, str(tmp_path))
-  assert results["step"] == 2 and np.isfinite(results["train"]["loss"]) and np.isfinite(results["eval"]["loss"])
+  assert results["step"] == 2
+  assert np.isfinite(results["train"]["loss"]) and np.isfinite(results["eval"]["loss"])
   assert traced  # the steps ran the kernel
   assert json.loads((tmp_path / "config.json").read_text())["model"]["attention"] == "splash"
 
@@ -232,7 +233,8 @@ def test_a_transformer_train_step_compiles_for_tpu(path):
   batch_spec = sharding.batch_sharding(mesh)
   batch = {"tokens": jax.ShapeDtypeStruct((4, 40), jnp.int32, sharding=batch_spec),
            "mask": jax.ShapeDtypeStruct((4, 40), jnp.float32, sharding=batch_spec)}
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=s), params, shardings)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=s),
+                          params, shardings)  # bf16: the kernel's dtype at paper scale
   with no_persistent_cache():
     lowered = jit_train_step(step, shardings, mesh).lower(abstract, batch)
     text = lowered.compile().as_text()
