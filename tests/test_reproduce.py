@@ -90,13 +90,14 @@ def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):
 def test_cpu_scale_windows_let_memory_models_reuse_the_information_encoders():
   """At cpu scale a memory model's chunk is the causal LMs' and autoencoders' window, so the frozen
   encoders of `copy` and `frozen` are the information experiment's runs, not runs of their own."""
-  from memjax.experiments import information
+  from memjax.experiments import runs
 
   for family in suite.FAMILIES:
-    trained = information.trained_runs("cpu", family)
+    trained = runs.shared("cpu", family)
     memory = trained["memory_clm"].cfg
     assert memory.data.n_ctx == memory.memory.chunks * suite.CPU_N_CTX
-    assert {key: spec.name for key, spec in information.chunk_encoders("cpu", family).items()} == {
+    assert memory.train.batch_size == suite.CPU_MEMORY_BATCH
+    assert {key: spec.name for key, spec in runs.chunk_encoders("cpu", family).items()} == {
         "clm": f"{family}_clm", "autoencoder": f"{family}_autoencoder"}
     assert trained["autoencoder"].cfg.data.n_ctx == suite.CPU_N_CTX
 
@@ -152,10 +153,9 @@ def test_dry_run_flops_match_xla_and_memory_is_compiled(tiny):
   norms, softmaxes and the optimizer); the compiled step's per-device memory is reported."""
   import jax
 
-  from memjax.experiments import dryrun, information, memory
+  from memjax.experiments import dryrun, runs
 
-  specs = [information.trained_runs("tiny", "transformer")["autoencoder"],
-           memory.memory_run("tiny", "mixer", "parallel", stages="combined")]
+  specs = [runs.autoencoder("tiny", "transformer"), runs.memory("tiny", "mixer", stages="combined")]
   for spec in specs:
     sized = dryrun.size_run(spec, jax.devices()[:8], compile_memory=True, cache={})
     for entry in sized["objectives"].values():
@@ -234,3 +234,17 @@ def test_finished_runs_accept_options_added_later_only_at_their_defaults(tmp_pat
   cfg.train.init_from, cfg.train.lr = "", 1.0
   with pytest.raises(ValueError, match="train.lr"):
     suite.check_finished(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("scale", suite.SCALES)
+def test_a_run_name_stands_for_one_config_across_experiments(scale):
+  """Shared runs come from one registry (experiments/runs.py): wherever two experiments plan a run
+  of the same name, its config is the same, so the run trains once and is read back by the other."""
+  import pathlib
+
+  configs = {}
+  for name in reproduce.EXPERIMENTS:
+    for spec in reproduce.experiment(name).plan(scale, pathlib.Path("/planned")):
+      configs.setdefault(spec.name, []).append(spec.cfg.to_dict())
+  assert all(cfg == cfgs[0] for cfgs in configs.values() for cfg in cfgs)
+  assert sum(len(cfgs) > 1 for cfgs in configs.values()) >= 10  # clm, autoencoder, memory_clm, probes ...

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import runs, suite
 
 STEPS = {"tiny": 2, "cpu": 400, "paper": 100_000}
 
@@ -46,8 +46,6 @@ def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "p
               encoder: suite.RunSpec | None = None, embed_index: int = -1, init_from: str = "",
               root: pathlib.Path) -> suite.RunSpec:
   cfg = suite.config("memory.py", scale, STEPS, family=family, kind=kind, stages=stages)
-  if scale == "cpu":
-    cfg.train.batch_size = information.CPU_MEMORY_BATCH
   if encoder is not None:
     suite.reuse_encoder(cfg, encoder, root, embed_index=embed_index)
   cfg.train.init_from = str(suite.run_dir(root, init_from)) if init_from else ""
@@ -55,7 +53,7 @@ def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "p
 
 
 def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  encoders = information.chunk_encoders(scale, family)
+  encoders = runs.chunk_encoders(scale, family)
   ae, clm = encoders["autoencoder"], encoders["clm"]
   run = lambda *a, **k: _copy_run(scale, family, *a, root=root, **k)  # noqa: E731
   return [
@@ -74,7 +72,7 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSp
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in families(scale):
-    specs += list(information.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
+    specs += list(runs.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
   return specs
 
 

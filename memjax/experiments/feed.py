@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import runs, suite
 
 FEEDS = ("unroll", "repeat")
 PAPER = {("transformer", "unroll"): "≫ repeated (d=512, 8 layers, 512 tokens)",
@@ -19,11 +19,7 @@ PAPER = {("transformer", "unroll"): "≫ repeated (d=512, 8 layers, 512 tokens)"
 
 
 def feed_run(scale: str, family: str, feed: str) -> suite.RunSpec:
-  shared = information.trained_runs(scale, family)["autoencoder"]
-  if shared.cfg.decoder.feed == feed:
-    return shared  # the information experiment's autoencoder
-  cfg = suite.config("autoencoder.py", scale, information.STEPS["autoencoder"], family=family, feed=feed)
-  return suite.RunSpec(f"{family}_autoencoder_{feed}", cfg)
+  return runs.autoencoder(scale, family, feed)  # the shared autoencoder where its feed is this one
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:

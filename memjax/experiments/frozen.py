@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, memory, suite
+from memjax.experiments import runs, suite
 
 PAPER = {
     "trainable encoder": "reference (1.0)",
@@ -23,25 +23,24 @@ PAPER = {
 
 
 def frozen_run(scale: str, family: str, encoder: suite.RunSpec, root: pathlib.Path, name: str) -> suite.RunSpec:
-  spec = memory.memory_run(scale, family, "parallel")
-  cfg = suite.reuse_encoder(spec.cfg, encoder, root)
+  cfg = suite.reuse_encoder(runs.memory(scale, family).cfg, encoder, root)
   return suite.RunSpec(name, cfg)
 
 
 def family_runs(scale: str, family: str, root: pathlib.Path) -> dict[str, suite.RunSpec]:
-  ae = information.chunk_encoders(scale, family)["autoencoder"]
-  runs = {"trainable encoder": memory.memory_run(scale, family, "parallel"),
-          "no memory": memory.memory_run(scale, family, "none"),
-          "frozen autoencoder encoder": frozen_run(scale, family, ae, root, f"{family}_memory_frozen_ae")}
+  ae = runs.chunk_encoders(scale, family)["autoencoder"]
+  specs = {"trainable encoder": runs.memory(scale, family),
+           "no memory": runs.memory(scale, family, "none"),
+           "frozen autoencoder encoder": frozen_run(scale, family, ae, root, f"{family}_memory_frozen_ae")}
   if family == "transformer":  # (not at tiny scale, which trains mixers only)
-    mixer_ae = information.chunk_encoders(scale, "mixer")["autoencoder"]
-    runs["frozen mixer autoencoder encoder"] = frozen_run(scale, family, mixer_ae, root,
-                                                          "transformer_memory_frozen_mixer_ae")
-  return runs
+    mixer_ae = runs.chunk_encoders(scale, "mixer")["autoencoder"]
+    specs["frozen mixer autoencoder encoder"] = frozen_run(scale, family, mixer_ae, root,
+                                                           "transformer_memory_frozen_mixer_ae")
+  return specs
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  specs = [information.chunk_encoders(scale, family)["autoencoder"] for family in suite.families(scale)]
+  specs = [runs.chunk_encoders(scale, family)["autoencoder"] for family in suite.families(scale)]
   for family in suite.families(scale):
     specs += family_runs(scale, family, root).values()
   return specs
@@ -57,10 +56,10 @@ def fraction_curve(ctx: suite.Context, name: str, none: str, trainable: str) -> 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows, curves, gains = [], [], {}, {}
   for family in suite.families(ctx.scale):
-    runs = family_runs(ctx.scale, family, ctx.root)
-    none, trainable = runs["no memory"].name, runs["trainable encoder"].name
+    specs = family_runs(ctx.scale, family, ctx.root)
+    none, trainable = specs["no memory"].name, specs["trainable encoder"].name
     gains[family] = ctx.eval(none)["loss"] - ctx.eval(trainable)["loss"]
-    for label, spec in runs.items():
+    for label, spec in specs.items():
       loss = ctx.eval(spec.name)["loss"]
       fractions = fraction_curve(ctx, spec.name, none, trainable)
       row = {"family": family, "model": label, "eval_loss": loss,

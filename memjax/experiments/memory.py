@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import runs, suite
 
 # (label, memory.kind, memory.slots)
 VARIANTS: tuple[tuple[str, str, str], ...] = (
@@ -30,35 +30,23 @@ PAPER = {
 }
 
 
-def run_name(family: str, kind: str, slots: str) -> str:
-  if kind == "parallel" and slots == "fixed":
-    return f"{family}_memory_clm"  # the information experiment's CLM-only memory model
-  return f"{family}_memory_{kind}" + ("_variable" if slots == "variable" else "")
-
-
-def memory_run(scale: str, family: str, kind: str, slots: str = "fixed", stages: str = "clm",
-               steps: dict[str, int] | None = None) -> suite.RunSpec:
-  cfg = suite.config("memory.py", scale, steps or information.STEPS["memory"], family=family,
-                     kind=kind, stages=stages)
-  cfg.memory.slots = slots
-  if scale == "cpu":
-    cfg.train.batch_size = information.CPU_MEMORY_BATCH
-  return suite.RunSpec(run_name(family, kind, slots), cfg)
-
-
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  return [memory_run(scale, family, kind, slots) for family in suite.families(scale)
+  return [runs.memory(scale, family, kind, slots=slots) for family in suite.families(scale)
           for _, kind, slots in VARIANTS]
+
+
+def run_name(scale: str, family: str, kind: str, slots: str) -> str:
+  return runs.memory(scale, family, kind, slots=slots).name
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows, gains = [], [], {}
   for family in suite.families(ctx.scale):
-    none = ctx.eval(run_name(family, "none", "fixed"))["loss"]
-    parallel = ctx.eval(run_name(family, "parallel", "fixed"))["loss"]
+    none = ctx.eval(run_name(ctx.scale, family, "none", "fixed"))["loss"]
+    parallel = ctx.eval(run_name(ctx.scale, family, "parallel", "fixed"))["loss"]
     gains[family] = none - parallel
     for label, kind, slots in VARIANTS:
-      name = run_name(family, kind, slots)
+      name = run_name(ctx.scale, family, kind, slots)
       metrics = ctx.eval(name)
       row = {"family": family, "model": label, "eval_loss": metrics["loss"],
              "eval_accuracy": metrics["clm/accuracy"], "bits_per_byte": metrics["clm/bits_per_byte"],
@@ -72,7 +60,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   table += "\n\n" + suite.memory_advantage_note(gains)
   fig, axes = suite.figure(3)
   for ax, family in zip(axes, suite.families(ctx.scale)):
-    suite.plot_curves(ax, {label: ctx.curve(run_name(family, kind, slots), "loss")
+    suite.plot_curves(ax, {label: ctx.curve(run_name(ctx.scale, family, kind, slots), "loss")
                            for label, kind, slots in VARIANTS},
                       title=f"{family} memory models", ylabel="eval cross-entropy (nats)")
   labels = [f"{r['family'][:5]} {r['model']}" for r in rows]

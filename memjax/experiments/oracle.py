@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import runs, suite
 from memjax.metrics.information import bits_per_byte
 
 STEPS = {"tiny": 2, "cpu": 500, "paper": 200_000}
@@ -24,7 +24,7 @@ PAPER_BPB = {"decoder_only": 0.957, "oracle": 0.036, "probe_retained": 1.81, "ca
 
 
 def oracle_run(scale: str, family: str) -> suite.RunSpec:
-  clm = information.trained_runs(scale, family)["clm"].cfg
+  clm = runs.clm(scale, family).cfg
   cfg = suite.config("memory.py", scale, STEPS, family=family, kind="oracle", stages="clm")
   cfg.data.n_ctx = clm.data.n_ctx  # the causal LM's context, so their losses compare
   cfg.train.batch_size = clm.train.batch_size
@@ -35,9 +35,9 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in suite.families(scale):
     oracle = oracle_run(scale, family)
-    specs += [information.trained_runs(scale, family)["clm"], oracle]
+    specs += [runs.clm(scale, family), oracle]
     specs += [suite.RunSpec(f"{family}_probe_oracle_{feed}",
-                            suite.probe(scale, information.STEPS["probe"], oracle, root, feed=feed))
+                            suite.probe(scale, runs.STEPS["probe"], oracle, root, feed=feed))
               for feed in FEEDS]
   return specs
 
@@ -45,8 +45,8 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, probe_rows = [], []
   for family in suite.families(ctx.scale):
-    clm = ctx.results[f"{family}_clm"]
-    oracle = ctx.results[f"{family}_oracle"]
+    clm = ctx.results[runs.clm(ctx.scale, family).name]
+    oracle = ctx.results[oracle_run(ctx.scale, family).name]
     bytes_per_token = oracle["bytes_per_token"]
     d_model = ctx.specs[f"{family}_oracle"].cfg.encoder.d_model
     n_ctx = ctx.specs[f"{family}_oracle"].cfg.data.n_ctx
@@ -74,8 +74,10 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       [[r["family"], r["feed"], r["cross_entropy"], r["entropy_proportion"], r["token_accuracy"],
         *PAPER_PROBES.get((r["family"], r["feed"]), (None, None, None))] for r in probe_rows])
   fig, axes = suite.figure(2)
-  suite.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(f"{family}_{kind}", "loss")
-                              for family in suite.families(ctx.scale) for kind in ("clm", "oracle")},
+  suite.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(spec.name, "loss")
+                              for family in suite.families(ctx.scale)
+                              for kind, spec in (("clm", runs.clm(ctx.scale, family)),
+                                                 ("oracle", oracle_run(ctx.scale, family)))},
                     title="decoder-only vs oracle memory", ylabel="eval cross-entropy (nats)")
   suite.plot_bars(axes[1], [f"{r['family']} {r['feed']}" for r in probe_rows],
                   [r["token_accuracy"] for r in probe_rows], title="probe of the oracle memory",

@@ -33,6 +33,7 @@ CPU_MIXER_KERNEL = 8
 # a transformer autoencoder learns in 1000 steps (25 % of tokens at 16, 12 % at 32) and each
 # experiment trains in at most 20 minutes on 2 cores (docs/results.md).
 CPU_N_CTX = 16
+CPU_MEMORY_BATCH = 16  # memory models: 16 x 64 tokens (4 chunks of 16), a CLM batch's 1024 tokens per step
 
 
 def configs_dir() -> pathlib.Path:
@@ -73,8 +74,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'), trained for `steps`.
 
   `steps` is one number or a dict by scale ({'tiny': 4, 'cpu': 800, 'paper': 200_000}). At `cpu`
-  scale mixers use kernel 8 and lr 5e-3, as the headline does, and windows (memory chunks) are
-  CPU_N_CTX tokens.
+  scale mixers use kernel 8 and lr 5e-3, as the headline does, windows (memory chunks) are
+  CPU_N_CTX tokens and memory models train on CPU_MEMORY_BATCH sequences per step.
   """
   check_scale(scale)
   arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
@@ -89,6 +90,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
     cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
                      checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
     cfg.data.n_ctx = CPU_N_CTX * (cfg.memory.chunks if "memory" in cfg else 1)
+    if "memory" in cfg:
+      cfg.train.batch_size = CPU_MEMORY_BATCH
     if any(t.family == "mixer" for t in towers(cfg)):
       cfg.train.lr = CPU_MIXER_LR
     for tower in towers(cfg):
