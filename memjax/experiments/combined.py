@@ -12,7 +12,7 @@ import json
 import pathlib
 from typing import Any
 
-from memjax.experiments import runs, suite
+from memjax.experiments import reporting, runs, suite
 
 # (label, key of the shared memory model in runs.shared)
 MODELS: tuple[tuple[str, str], ...] = (
@@ -54,14 +54,14 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       rows.append(row)
       table_rows.append([family, label, row["clm_loss"], row["clm_accuracy"], row["copy_accuracy"],
                          row["blank_copy_accuracy"], row["probe_token_accuracy"], PAPER[label]])
-  table = suite.markdown_table(["family", "objective", "CLM CE", "CLM acc.", "copy acc.",
+  table = reporting.markdown_table(["family", "objective", "CLM CE", "CLM acc.", "copy acc.",
                                 "blank-copy acc.", "probe token acc.", "paper"], table_rows)
-  fig, axes = suite.figure(2)
+  fig, axes = reporting.figure(2)
   for ax, metric, title in ((axes[0], "copy_accuracy", "copy accuracy"),
                             (axes[1], "probe_token_accuracy", "probe of the memory encoder")):
-    suite.plot_bars(ax, [f"{r['family'][:5]} {r['model']}" for r in rows], [r[metric] for r in rows],
+    reporting.plot_bars(ax, [f"{r['family'][:5]} {r['model']}" for r in rows], [r[metric] for r in rows],
                     title=title, ylabel="held-out token accuracy")
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "combined.png")]}
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "combined.png")]}
 
 
 EXPERIMENT = suite.Experiment("combined", "Combined objectives vs CLM-only memory models (paper §5.7, §8)",

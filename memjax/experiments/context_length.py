@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import runs, suite
+from memjax.experiments import reporting, runs, suite
 
 LENGTHS = {"tiny": (16, 32), "cpu": (4, 8, 16, 32), "paper": (16, 64, 256, 512)}
 FAMILY = "mixer"
@@ -32,19 +32,19 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   for n_ctx in LENGTHS[ctx.scale]:
     for label, key in ENCODERS:
       name = runs.probe(ctx.scale, FAMILY, key, ctx.root, n_ctx).name
-      rows.append(suite.probe_row(ctx.results[name], family=FAMILY, encoder=label, n_ctx=n_ctx))
-  table = suite.markdown_table(
+      rows.append(reporting.probe_row(ctx.results[name], family=FAMILY, encoder=label, n_ctx=n_ctx))
+  table = reporting.markdown_table(
       ["n_ctx", "encoder", "CE", "I_e", "token acc.", "paper: BERT-large acc. at this n_ctx"],
       [[r["n_ctx"], r["encoder"], r["cross_entropy"], r["entropy_proportion"], r["token_accuracy"],
         PAPER_BERT.get(r["n_ctx"]) if r["encoder"] == "Causal LM" else None] for r in rows])
-  fig, axes = suite.figure(1, width=6)
-  suite.plot_curves(axes[0], {label: [(r["n_ctx"], r["token_accuracy"]) for r in rows if r["encoder"] == label]
+  fig, axes = reporting.figure(1, width=6)
+  reporting.plot_curves(axes[0], {label: [(r["n_ctx"], r["token_accuracy"]) for r in rows if r["encoder"] == label]
                               for label, _ in ENCODERS}
                     | {"paper: BERT-large (FineWeb)": sorted(PAPER_BERT.items())},
                     title="probe token accuracy vs context length", xlabel="n_ctx",
                     ylabel="held-out token accuracy")
   axes[0].set_xscale("log", base=2)
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "context_length.png")]}
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "context_length.png")]}
 
 
 EXPERIMENT = suite.Experiment("context_length", "Probe accuracy vs context length (paper §5.2)", plan, report)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import runs, suite
+from memjax.experiments import reporting, runs, suite
 
 STEPS = {"tiny": 2, "cpu": 400, "paper": 100_000}
 
@@ -89,9 +89,9 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       accuracy, loss = copy_metrics(ctx.eval(f"{family}_{suffix}"))
       rows.append({"family": family, "model": label, "copy_accuracy": accuracy, "copy_loss": loss})
       table_rows.append([family, label, accuracy, loss, paper])
-  table = suite.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
+  table = reporting.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
                                table_rows)
-  fig, axes = suite.figure(len(families(ctx.scale)))
+  fig, axes = reporting.figure(len(families(ctx.scale)))
   for ax, family in zip(axes, families(ctx.scale)):
     series = {}
     for label, suffix, _ in ROWS:
@@ -102,8 +102,8 @@ def report(ctx: suite.Context) -> dict[str, Any]:
         offset = ctx.results[ctx.specs[name].cfg.train.init_from.rsplit("/", 1)[-1]]["step"]
         points = [(step + offset, value) for step, value in points]
       series[label] = points
-    suite.plot_curves(ax, series, title=f"{family}: copy accuracy (held out)", ylabel="token accuracy")
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "copy.png")]}
+    reporting.plot_curves(ax, series, title=f"{family}: copy accuracy (held out)", ylabel="token accuracy")
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "copy.png")]}
 
 
 EXPERIMENT = suite.Experiment("copy", "Copy, blank copy and curricula (paper §5.7)", plan, report)

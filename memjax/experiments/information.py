@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import runs, suite
+from memjax.experiments import reporting, runs, suite
 
 # (encoder label, key of the probed shared run in runs.shared, None for an untrained encoder)
 ENCODERS: tuple[tuple[str, str | None], ...] = (
@@ -47,7 +47,7 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
-  rows = [suite.probe_row(ctx.results[runs.probe_name(family, key)], family=family, encoder=label)
+  rows = [reporting.probe_row(ctx.results[runs.probe_name(family, key)], family=family, encoder=label)
           for family in suite.FAMILIES for label, key in ENCODERS]
   table_rows = []
   for row in rows:
@@ -59,11 +59,11 @@ def report(ctx: suite.Context) -> dict[str, Any]:
     by = {r["encoder"]: r for r in rows if r["family"] == family}
     ratios[family] = by["Autoencoder"]["token_accuracy"] / max(by["Causal LM"]["token_accuracy"], 1e-9)
   # The floor a probe reaches from no information (unigram frequencies), on its own eval batches.
-  floor = {family: suite.probe_floor(ctx.specs[runs.probe_name(family, None)]) for family in suite.FAMILIES}
+  floor = {family: reporting.probe_floor(ctx.specs[runs.probe_name(family, None)]) for family in suite.FAMILIES}
   for family in suite.FAMILIES:
     table_rows.append([family, "(unigram floor: no information)", floor[family]["cross_entropy"], None,
                        floor[family]["token_accuracy"], None, None, None])
-  table = suite.markdown_table(
+  table = reporting.markdown_table(
       ["family", "encoder", "CE", "I_e", "token acc.", "paper CE", "paper I_e", "paper acc."],
       table_rows)
   scopes = sorted({ctx.specs[runs.probe_name(f, key)].cfg.encoder.get("frozen_scope", "all")
@@ -72,20 +72,20 @@ def report(ctx: suite.Context) -> dict[str, Any]:
             "blocks; 'blocks': its blocks, behind a fresh trainable embedding, as the paper).")
   table += "\n\nAutoencoder / causal LM token accuracy: " + ", ".join(
       f"{family} {ratio:.1f}x" for family, ratio in ratios.items())
-  fig, axes = suite.figure(3)
+  fig, axes = reporting.figure(3)
   for ax, family in zip(axes[:2], suite.FAMILIES):
     family_rows = [r for r in rows if r["family"] == family]
-    suite.plot_bars(ax, [r["encoder"] for r in family_rows], [r["token_accuracy"] for r in family_rows],
+    reporting.plot_bars(ax, [r["encoder"] for r in family_rows], [r["token_accuracy"] for r in family_rows],
                     title=f"{family}: probe token accuracy", ylabel="held-out token accuracy")
     ax.axhline(floor[family]["token_accuracy"], color="gray", linestyle="--", linewidth=1,
                label="unigram floor (no information)")
     ax.legend(fontsize=7, loc="upper left")
-  suite.plot_curves(axes[2], {f"{family} {label}": ctx.curve(runs.probe_name(family, key),
+  reporting.plot_curves(axes[2], {f"{family} {label}": ctx.curve(runs.probe_name(family, key),
                                                               "reconstruction/loss")
                               for family in suite.FAMILIES for label, key in ENCODERS},
                     title="probe eval loss", ylabel="cross-entropy (nats)")
   return {"rows": rows, "unigram_floor": floor, "autoencoder_to_causal_accuracy": ratios, "table": table,
-          "figures": [suite.save(fig, ctx.out / "information.png")],
+          "figures": [reporting.save(fig, ctx.out / "information.png")],
           "trained_models": {runs.shared(ctx.scale, family)[key].name:
                              ctx.eval(runs.shared(ctx.scale, family)[key].name)
                              for family in suite.FAMILIES for _, key in ENCODERS if key}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import runs, suite
+from memjax.experiments import reporting, runs, suite
 
 # (label, memory.kind, memory.slots)
 VARIANTS: tuple[tuple[str, str, str], ...] = (
@@ -50,24 +50,24 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       metrics = ctx.eval(name)
       row = {"family": family, "model": label, "eval_loss": metrics["loss"],
              "eval_accuracy": metrics["clm/accuracy"], "bits_per_byte": metrics["clm/bits_per_byte"],
-             "tokens_per_s": suite.tokens_per_second(ctx.root, name),
-             "fraction_recovered": suite.fraction_recovered(metrics["loss"], none, parallel)}
+             "tokens_per_s": reporting.tokens_per_second(ctx, name),
+             "fraction_recovered": reporting.fraction_recovered(metrics["loss"], none, parallel)}
       rows.append(row)
       table_rows.append([family, label, row["eval_loss"], row["eval_accuracy"], row["tokens_per_s"],
                          row["fraction_recovered"], PAPER[label]])
-  table = suite.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
+  table = reporting.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
                                 "fraction of memory loss recovered", "paper (§5.5)"], table_rows)
-  table += "\n\n" + suite.memory_advantage_note(gains)
-  fig, axes = suite.figure(3)
+  table += "\n\n" + reporting.memory_advantage_note(gains)
+  fig, axes = reporting.figure(3)
   for ax, family in zip(axes, suite.families(ctx.scale)):
-    suite.plot_curves(ax, {label: ctx.curve(run_name(ctx.scale, family, kind, slots), "loss")
+    reporting.plot_curves(ax, {label: ctx.curve(run_name(ctx.scale, family, kind, slots), "loss")
                            for label, kind, slots in VARIANTS},
                       title=f"{family} memory models", ylabel="eval cross-entropy (nats)")
   labels = [f"{r['family'][:5]} {r['model']}" for r in rows]
-  suite.plot_bars(axes[2], labels, [r["tokens_per_s"] for r in rows], title="training throughput",
+  reporting.plot_bars(axes[2], labels, [r["tokens_per_s"] for r in rows], title="training throughput",
                   ylabel="tokens / s (this machine)", fmt="{:.0f}")
   return {"rows": rows, "memory_advantage": gains, "table": table,
-          "figures": [suite.save(fig, ctx.out / "memory.png")]}
+          "figures": [reporting.save(fig, ctx.out / "memory.png")]}
 
 
 EXPERIMENT = suite.Experiment("memory", "Memory models vs no memory, full context and recurrence (paper §5.5)",
