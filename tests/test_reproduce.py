@@ -249,3 +249,24 @@ def test_a_run_name_stands_for_one_config_across_experiments(scale):
   assert all(cfg == cfgs[0] for cfgs in configs.values() for cfg in cfgs)
   assert sum(len(cfgs) > 1 for cfgs in configs.values()) >= 5  # clm, autoencoder, memory_clm, probes ...
 
+
+@pytest.mark.parametrize("scale", ["tiny", "cpu"])
+def test_one_run_alone_gets_the_config_the_suite_trains_it_with(scale, tmp_path, capsys):
+  """configs/experiments.py:RUN,scale=..,workdir=.. (what `reproduce NAME --commands` prints) is the
+  suite's config of that run: shared runs, probes of their encoders and curriculum stages alike."""
+  from conftest import load_config
+
+  root = tmp_path / "reproduce"
+  reproduce.main(["copy", "--commands", f"--scale={scale}", f"--workdir={root}"])
+  printed = capsys.readouterr().out.splitlines()
+  specs = {spec.name: spec for name in ("copy", "information")
+           for spec in reproduce.experiment(name).plan(scale, root)}
+  assert len(printed) == len(reproduce.experiment("copy").plan(scale, root))
+  for line in printed:
+    config_arg = line.split("--config=configs/")[1].split()[0]
+    run = config_arg.split(":")[1].split(",")[0]
+    assert line.endswith(f"--workdir={suite.run_dir(root, run)}")
+    assert load_config(config_arg).to_dict() == specs[run].cfg.to_dict()
+  for run in ("mixer_probe_causal_lm", "transformer_memory_combined"):
+    assert load_config(f"experiments.py:{run},scale={scale},workdir={root}").to_dict() == specs[run].cfg.to_dict()
+  assert load_config(f"experiments.py:mixer_clm,scale={scale}").train.steps == specs["mixer_clm"].cfg.train.steps
