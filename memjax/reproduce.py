@@ -4,6 +4,7 @@
   python -m memjax.reproduce all --scale=cpu
   python -m memjax.reproduce NAME --scale=paper --dry-run [--devices=8] [--mfu=0.4]
   python -m memjax.reproduce NAME --scale=paper --dry-run --accelerator=v5e-8 [--num_slices=N]
+  python -m memjax.reproduce NAME --commands [--scale=...] [--workdir=DIR]
 
 NAME is one of EXPERIMENTS (or `all`). Every experiment is a set of ordinary memjax runs in
 DIR/runs/<run> (resumable: run the command again after an interruption; runs shared between
@@ -14,6 +15,8 @@ compiled per-device memory of one train step on a mesh of --devices devices, and
 the stated MFU (see memjax/experiments/dryrun.py). With `--accelerator`, every run is instead
 compiled for that Cloud TPU slice by the TPU compiler (python -m memjax.aot, one run at a time):
 HBM per chip, roofline step time and MFU, chip-hours; it exits 1 when a run does not fit.
+`--commands` trains nothing: it prints, for every run of NAME, the `python -m memjax.train` command
+that trains that one run exactly as the suite does (configs/experiments.py:RUN,scale=...,workdir=...).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import importlib
 import json
 import os
+import pathlib
 import sys
 
 EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
@@ -32,6 +36,28 @@ def experiment(name: str):
   if name not in EXPERIMENTS:
     raise ValueError(f"unknown experiment {name!r}; choose from {EXPERIMENTS} or 'all'")
   return importlib.import_module(f"memjax.experiments.{name}").EXPERIMENT
+
+
+def run_config(name: str, scale: str, root: str | pathlib.Path):
+  """The config the suite trains run `name` with at `scale` in workdir `root` (the first experiment
+  that plans it; every other plans the same config under that name)."""
+  from memjax.experiments import suite
+
+  suite.check_scale(scale)
+  for experiment_name in EXPERIMENTS:
+    for spec in experiment(experiment_name).plan(scale, pathlib.Path(root)):
+      if spec.name == name:
+        return spec.cfg
+  raise ValueError(f"no experiment has a run {name!r} at scale {scale!r}")
+
+
+def commands(name: str, scale: str, workdir: str) -> list[str]:
+  """For each run of experiment `name`, the command that trains it alone, as the suite does."""
+  from memjax.experiments import suite
+
+  return [f"python -m memjax.train --config=configs/experiments.py:{spec.name},scale={scale},workdir={workdir} "
+          f"--workdir={suite.run_dir(pathlib.Path(workdir), spec.name)}"
+          for spec in experiment(name).plan(scale, pathlib.Path(workdir))]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -51,6 +77,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--out", default="", help="dry run: also write the full report to this JSON file")
   parser.add_argument("--accelerator", default="", help="dry run: compile for this TPU slice (v5e-8, ...)")
   parser.add_argument("--num_slices", type=int, default=1, help="dry run with --accelerator: slices")
+  parser.add_argument("--commands", action="store_true",
+                      help="print the command that trains each run alone (configs/experiments.py)")
   args = parser.parse_args(argv)
   if args.name != "all" and args.name not in EXPERIMENTS:
     parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}, all")
@@ -65,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
   args = parse(sys.argv[1:] if argv is None else argv)
   names = EXPERIMENTS if args.name == "all" else (args.name,)
   workdir = args.workdir or f"runs/reproduce_{args.scale}"
+  if args.commands:
+    for name in names:
+      print("\n".join(commands(name, args.scale, workdir)))
+    return
   if args.dry_run and args.accelerator:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the host compiles; the TPU devices are abstract
     from memjax.experiments import dryrun

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from memjax import reproduce
-from memjax.experiments import suite
+from memjax.experiments import reporting, suite
 
 # One xdist worker runs every test here (--dist loadgroup): the session fixture below trains ~40
 # tiny runs, which the other workers need not wait for.
@@ -90,13 +90,14 @@ def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):
 def test_cpu_scale_windows_let_memory_models_reuse_the_information_encoders():
   """At cpu scale a memory model's chunk is the causal LMs' and autoencoders' window, so the frozen
   encoders of `copy` and `frozen` are the information experiment's runs, not runs of their own."""
-  from memjax.experiments import information
+  from memjax.experiments import runs
 
   for family in suite.FAMILIES:
-    trained = information.trained_runs("cpu", family)
+    trained = runs.shared("cpu", family)
     memory = trained["memory_clm"].cfg
     assert memory.data.n_ctx == memory.memory.chunks * suite.CPU_N_CTX
-    assert {key: spec.name for key, spec in information.chunk_encoders("cpu", family).items()} == {
+    assert memory.train.batch_size == suite.CPU_MEMORY_BATCH
+    assert {key: spec.name for key, spec in runs.chunk_encoders("cpu", family).items()} == {
         "clm": f"{family}_clm", "autoencoder": f"{family}_autoencoder"}
     assert trained["autoencoder"].cfg.data.n_ctx == suite.CPU_N_CTX
 
@@ -152,10 +153,9 @@ def test_dry_run_flops_match_xla_and_memory_is_compiled(tiny):
   norms, softmaxes and the optimizer); the compiled step's per-device memory is reported."""
   import jax
 
-  from memjax.experiments import dryrun, information, memory
+  from memjax.experiments import dryrun, runs
 
-  specs = [information.trained_runs("tiny", "transformer")["autoencoder"],
-           memory.memory_run("tiny", "mixer", "parallel", stages="combined")]
+  specs = [runs.autoencoder("tiny", "transformer"), runs.memory("tiny", "mixer", stages="combined")]
   for spec in specs:
     sized = dryrun.size_run(spec, jax.devices()[:8], compile_memory=True, cache={})
     for entry in sized["objectives"].values():
@@ -164,7 +164,7 @@ def test_dry_run_flops_match_xla_and_memory_is_compiled(tiny):
 
 
 def test_markdown_table_and_fraction_recovered_curve():
-  table = suite.markdown_table(["a", "b"], [["x", 0.12345], ["y", None]])
+  table = reporting.markdown_table(["a", "b"], [["x", 0.12345], ["y", None]])
   assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 0.1235 |", "| y | — |"]
 
   class Ctx:
@@ -184,7 +184,7 @@ def test_unigram_floor_by_hand():
   train = np.array([0, 1, 1, 1, 1, 2])
   batches = [{"tokens": np.array([[1, 2, 3]]), "mask": np.array([[1, 1, 0]])},  # the 3 is padding
              {"tokens": np.array([[1, 0]]), "mask": np.array([[1, 1]])}]
-  floor = suite.unigram_floor(train, batches, vocab_size=4)
+  floor = reporting.unigram_floor(train, batches, vocab_size=4)
   assert floor["tokens"] == 4
   assert floor["token_accuracy"] == pytest.approx(2 / 4)  # the 1s are predicted, the 2 and 0 are not
   expected = -(2 * math.log(0.5) + math.log(0.2) + math.log(0.2)) / 4
@@ -192,8 +192,8 @@ def test_unigram_floor_by_hand():
 
 
 def test_memory_advantage_note_warns_only_on_a_tiny_denominator():
-  assert "mean nothing" not in suite.memory_advantage_note({"mixer": 0.31, "transformer": -0.2})
-  note = suite.memory_advantage_note({"mixer": 0.31, "transformer": 0.013})
+  assert "mean nothing" not in reporting.memory_advantage_note({"mixer": 0.31, "transformer": -0.2})
+  note = reporting.memory_advantage_note({"mixer": 0.31, "transformer": 0.013})
   assert "transformer +0.013" in note and "(transformer)" in note and "mean nothing" in note
 
 
@@ -234,3 +234,39 @@ def test_finished_runs_accept_options_added_later_only_at_their_defaults(tmp_pat
   cfg.train.init_from, cfg.train.lr = "", 1.0
   with pytest.raises(ValueError, match="train.lr"):
     suite.check_finished(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("scale", suite.SCALES)
+def test_a_run_name_stands_for_one_config_across_experiments(scale):
+  """Shared runs come from one registry (experiments/runs.py): wherever two experiments plan a run
+  of the same name, its config is the same, so the run trains once and is read back by the other."""
+  import pathlib
+
+  configs = {}
+  for name in reproduce.EXPERIMENTS:
+    for spec in reproduce.experiment(name).plan(scale, pathlib.Path("/planned")):
+      configs.setdefault(spec.name, []).append(spec.cfg.to_dict())
+  assert all(cfg == cfgs[0] for cfgs in configs.values() for cfg in cfgs)
+  assert sum(len(cfgs) > 1 for cfgs in configs.values()) >= 5  # clm, autoencoder, memory_clm, probes ...
+
+
+@pytest.mark.parametrize("scale", ["tiny", "cpu"])
+def test_one_run_alone_gets_the_config_the_suite_trains_it_with(scale, tmp_path, capsys):
+  """configs/experiments.py:RUN,scale=..,workdir=.. (what `reproduce NAME --commands` prints) is the
+  suite's config of that run: shared runs, probes of their encoders and curriculum stages alike."""
+  from conftest import load_config
+
+  root = tmp_path / "reproduce"
+  reproduce.main(["copy", "--commands", f"--scale={scale}", f"--workdir={root}"])
+  printed = capsys.readouterr().out.splitlines()
+  specs = {spec.name: spec for name in ("copy", "information")
+           for spec in reproduce.experiment(name).plan(scale, root)}
+  assert len(printed) == len(reproduce.experiment("copy").plan(scale, root))
+  for line in printed:
+    config_arg = line.split("--config=configs/")[1].split()[0]
+    run = config_arg.split(":")[1].split(",")[0]
+    assert line.endswith(f"--workdir={suite.run_dir(root, run)}")
+    assert load_config(config_arg).to_dict() == specs[run].cfg.to_dict()
+  for run in ("mixer_probe_causal_lm", "transformer_memory_combined"):
+    assert load_config(f"experiments.py:{run},scale={scale},workdir={root}").to_dict() == specs[run].cfg.to_dict()
+  assert load_config(f"experiments.py:mixer_clm,scale={scale}").train.steps == specs["mixer_clm"].cfg.train.steps

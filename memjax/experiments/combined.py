@@ -12,9 +12,9 @@ import json
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import reporting, runs, suite
 
-# (label, run key in information.trained_runs or 'memory_combined_blank', probe label)
+# (label, key of the shared memory model in runs.shared)
 MODELS: tuple[tuple[str, str], ...] = (
     ("CLM only", "memory_clm"),
     ("CLM + copy", "memory_combined"),
@@ -25,65 +25,26 @@ PAPER = {"CLM only": "≈5 % of tokens recoverable (probe)", "CLM + copy": "copy
          "CLM + blank copy": "reference's combined run (blank-copy view)"}
 
 
-def blank_copy_view_option(cfg) -> tuple[str, Any] | None:
-  """The config key that makes `combined` use the blank-copy view, if this memjax has one."""
-  for key, value in (("copy_view", "blank_copy"), ("combined_copy", "blank_copy")):
-    if key in cfg.objective:
-      return key, value
-  return None
-
-
-def runs(scale: str, family: str) -> dict[str, suite.RunSpec]:
-  trained = information.trained_runs(scale, family)
-  specs = {"memory_clm": trained["memory_clm"], "memory_combined": trained["memory_combined"]}
-  blank = suite.RunSpec(f"{family}_memory_combined_blank",
-                        suite.config("memory.py", scale, information.STEPS["combined"], family=family,
-                                     kind="parallel", stages="combined"))
-  option = blank_copy_view_option(blank.cfg)
-  if option:
-    blank.cfg.objective[option[0]] = option[1]
-    if scale == "cpu":
-      blank.cfg.train.batch_size = information.CPU_MEMORY_BATCH
-    specs["memory_combined_blank"] = blank
-  return specs
-
-
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in suite.families(scale):
-    models = runs(scale, family)
-    specs += models.values()
-    for key, spec in models.items():
-      specs.append(suite.RunSpec(f"{family}_probe_{key}",
-                                 suite.probe(scale, information.STEPS["probe"], spec, root)))
-  # the probes of the information experiment under its names (shared runs)
-  return [suite.RunSpec(_probe_name(s.name), s.cfg) for s in specs]
-
-
-def _probe_name(name: str) -> str:
-  for family in suite.FAMILIES:
-    for label, key in (("Memory model (CLM)", "memory_clm"), ("Memory model (combined)", "memory_combined")):
-      if name == f"{family}_probe_{key}":
-        return information.probe_name(family, label)
-  return name
+    specs += [runs.shared(scale, family)[key] for _, key in MODELS]
+    specs += [runs.probe(scale, family, key, root) for _, key in MODELS]
+  return specs
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
   for family in suite.families(ctx.scale):
     for label, key in MODELS:
-      name = f"{family}_{key}"
-      if name not in ctx.specs:
-        table_rows.append([family, label, None, None, None, None, None,
-                           "not run: this memjax has no blank-copy view for `combined`"])
-        continue
+      name = runs.shared(ctx.scale, family)[key].name
       cache = ctx.out / f"eval_{name}.json"
       if cache.exists() and json.loads(cache.read_text()).get("step") == ctx.results[name]["step"]:
         metrics = json.loads(cache.read_text())["eval"]
       else:
         metrics = suite.evaluate(ctx.specs[name], ctx.root, EVAL_STAGES)
         cache.write_text(json.dumps({"step": ctx.results[name]["step"], "eval": metrics}))
-      probe = ctx.eval(_probe_name(f"{family}_probe_{key}"))
+      probe = ctx.eval(runs.probe_name(family, key))
       row = {"family": family, "model": label,
              "clm_loss": metrics["clm/clm/loss"], "clm_accuracy": metrics["clm/clm/accuracy"],
              "copy_accuracy": metrics["copy/copy/accuracy"],
@@ -93,14 +54,14 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       rows.append(row)
       table_rows.append([family, label, row["clm_loss"], row["clm_accuracy"], row["copy_accuracy"],
                          row["blank_copy_accuracy"], row["probe_token_accuracy"], PAPER[label]])
-  table = suite.markdown_table(["family", "objective", "CLM CE", "CLM acc.", "copy acc.",
+  table = reporting.markdown_table(["family", "objective", "CLM CE", "CLM acc.", "copy acc.",
                                 "blank-copy acc.", "probe token acc.", "paper"], table_rows)
-  fig, axes = suite.figure(2)
+  fig, axes = reporting.figure(2)
   for ax, metric, title in ((axes[0], "copy_accuracy", "copy accuracy"),
                             (axes[1], "probe_token_accuracy", "probe of the memory encoder")):
-    suite.plot_bars(ax, [f"{r['family'][:5]} {r['model']}" for r in rows], [r[metric] for r in rows],
+    reporting.plot_bars(ax, [f"{r['family'][:5]} {r['model']}" for r in rows], [r[metric] for r in rows],
                     title=title, ylabel="held-out token accuracy")
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "combined.png")]}
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "combined.png")]}
 
 
 EXPERIMENT = suite.Experiment("combined", "Combined objectives vs CLM-only memory models (paper §5.7, §8)",

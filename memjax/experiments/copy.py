@@ -18,7 +18,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import reporting, runs, suite
 
 STEPS = {"tiny": 2, "cpu": 400, "paper": 100_000}
 
@@ -46,8 +46,6 @@ def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "p
               encoder: suite.RunSpec | None = None, embed_index: int = -1, init_from: str = "",
               root: pathlib.Path) -> suite.RunSpec:
   cfg = suite.config("memory.py", scale, STEPS, family=family, kind=kind, stages=stages)
-  if scale == "cpu":
-    cfg.train.batch_size = information.CPU_MEMORY_BATCH
   if encoder is not None:
     suite.reuse_encoder(cfg, encoder, root, embed_index=embed_index)
   cfg.train.init_from = str(suite.run_dir(root, init_from)) if init_from else ""
@@ -55,7 +53,7 @@ def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "p
 
 
 def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  encoders = information.chunk_encoders(scale, family)
+  encoders = runs.chunk_encoders(scale, family)
   ae, clm = encoders["autoencoder"], encoders["clm"]
   run = lambda *a, **k: _copy_run(scale, family, *a, root=root, **k)  # noqa: E731
   return [
@@ -74,7 +72,7 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSp
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in families(scale):
-    specs += list(information.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
+    specs += list(runs.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
   return specs
 
 
@@ -91,9 +89,9 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       accuracy, loss = copy_metrics(ctx.eval(f"{family}_{suffix}"))
       rows.append({"family": family, "model": label, "copy_accuracy": accuracy, "copy_loss": loss})
       table_rows.append([family, label, accuracy, loss, paper])
-  table = suite.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
+  table = reporting.markdown_table(["family", "model", "copy accuracy", "copy CE", "paper (§5.7)"],
                                table_rows)
-  fig, axes = suite.figure(len(families(ctx.scale)))
+  fig, axes = reporting.figure(len(families(ctx.scale)))
   for ax, family in zip(axes, families(ctx.scale)):
     series = {}
     for label, suffix, _ in ROWS:
@@ -104,8 +102,8 @@ def report(ctx: suite.Context) -> dict[str, Any]:
         offset = ctx.results[ctx.specs[name].cfg.train.init_from.rsplit("/", 1)[-1]]["step"]
         points = [(step + offset, value) for step, value in points]
       series[label] = points
-    suite.plot_curves(ax, series, title=f"{family}: copy accuracy (held out)", ylabel="token accuracy")
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "copy.png")]}
+    reporting.plot_curves(ax, series, title=f"{family}: copy accuracy (held out)", ylabel="token accuracy")
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "copy.png")]}
 
 
 EXPERIMENT = suite.Experiment("copy", "Copy, blank copy and curricula (paper §5.7)", plan, report)

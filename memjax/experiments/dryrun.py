@@ -15,7 +15,7 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-from memjax.experiments import suite
+from memjax.experiments import reporting, suite
 
 DRY_ROOT = pathlib.Path("/dry-run")  # runs are only planned, so their paths are never touched
 
@@ -144,7 +144,7 @@ def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *
 
 
 def table(report: dict[str, Any]) -> str:
-  return suite.markdown_table(
+  return reporting.markdown_table(
       ["experiment", "run", "params", "frozen", "FLOPs/token", "tokens", "GiB/device", "accel.-hours"],
       [[r["experiment"], r["run"], f"{r['params'] / 1e6:.1f}M", f"{r['frozen_params'] / 1e6:.1f}M",
         f"{r['flops_per_token']:.3g}", f"{r['tokens']:.3g}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import reporting, runs, suite
 
 FEEDS = ("unroll", "repeat")
 PAPER = {("transformer", "unroll"): "≫ repeated (d=512, 8 layers, 512 tokens)",
@@ -19,11 +19,7 @@ PAPER = {("transformer", "unroll"): "≫ repeated (d=512, 8 layers, 512 tokens)"
 
 
 def feed_run(scale: str, family: str, feed: str) -> suite.RunSpec:
-  shared = information.trained_runs(scale, family)["autoencoder"]
-  if shared.cfg.decoder.feed == feed:
-    return shared  # the information experiment's autoencoder
-  cfg = suite.config("autoencoder.py", scale, information.STEPS["autoencoder"], family=family, feed=feed)
-  return suite.RunSpec(f"{family}_autoencoder_{feed}", cfg)
+  return runs.autoencoder(scale, family, feed)  # the shared autoencoder where its feed is this one
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
@@ -38,14 +34,14 @@ def report(ctx: suite.Context) -> dict[str, Any]:
       rows.append({"family": family, "feed": feed, "cross_entropy": metrics["reconstruction/loss"],
                    "entropy_proportion": metrics["reconstruction/entropy_proportion"],
                    "token_accuracy": metrics["reconstruction/accuracy"]})
-  table = suite.markdown_table(["family", "decoder feed", "CE", "I_e", "token acc.", "paper"],
+  table = reporting.markdown_table(["family", "decoder feed", "CE", "I_e", "token acc.", "paper"],
                                [[r["family"], r["feed"], r["cross_entropy"], r["entropy_proportion"],
                                  r["token_accuracy"], PAPER[(r["family"], r["feed"])]] for r in rows])
-  fig, axes = suite.figure(2)
+  fig, axes = reporting.figure(2)
   for ax, family in zip(axes, suite.families(ctx.scale)):
-    suite.plot_curves(ax, {feed: ctx.curve(feed_run(ctx.scale, family, feed).name, "reconstruction/accuracy")
+    reporting.plot_curves(ax, {feed: ctx.curve(feed_run(ctx.scale, family, feed).name, "reconstruction/accuracy")
                            for feed in FEEDS}, title=f"{family} autoencoder", ylabel="held-out token accuracy")
-  return {"rows": rows, "table": table, "figures": [suite.save(fig, ctx.out / "feed.png")]}
+  return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "feed.png")]}
 
 
 EXPERIMENT = suite.Experiment("feed", "Unrolled vs repeated decoder input (paper §8 item 6)", plan, report)

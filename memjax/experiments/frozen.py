@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, memory, suite
+from memjax.experiments import reporting, runs, suite
 
 PAPER = {
     "trainable encoder": "reference (1.0)",
@@ -23,25 +23,24 @@ PAPER = {
 
 
 def frozen_run(scale: str, family: str, encoder: suite.RunSpec, root: pathlib.Path, name: str) -> suite.RunSpec:
-  spec = memory.memory_run(scale, family, "parallel")
-  cfg = suite.reuse_encoder(spec.cfg, encoder, root)
+  cfg = suite.reuse_encoder(runs.memory(scale, family).cfg, encoder, root)
   return suite.RunSpec(name, cfg)
 
 
 def family_runs(scale: str, family: str, root: pathlib.Path) -> dict[str, suite.RunSpec]:
-  ae = information.chunk_encoders(scale, family)["autoencoder"]
-  runs = {"trainable encoder": memory.memory_run(scale, family, "parallel"),
-          "no memory": memory.memory_run(scale, family, "none"),
-          "frozen autoencoder encoder": frozen_run(scale, family, ae, root, f"{family}_memory_frozen_ae")}
+  ae = runs.chunk_encoders(scale, family)["autoencoder"]
+  specs = {"trainable encoder": runs.memory(scale, family),
+           "no memory": runs.memory(scale, family, "none"),
+           "frozen autoencoder encoder": frozen_run(scale, family, ae, root, f"{family}_memory_frozen_ae")}
   if family == "transformer":  # (not at tiny scale, which trains mixers only)
-    mixer_ae = information.chunk_encoders(scale, "mixer")["autoencoder"]
-    runs["frozen mixer autoencoder encoder"] = frozen_run(scale, family, mixer_ae, root,
-                                                          "transformer_memory_frozen_mixer_ae")
-  return runs
+    mixer_ae = runs.chunk_encoders(scale, "mixer")["autoencoder"]
+    specs["frozen mixer autoencoder encoder"] = frozen_run(scale, family, mixer_ae, root,
+                                                           "transformer_memory_frozen_mixer_ae")
+  return specs
 
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  specs = [information.chunk_encoders(scale, family)["autoencoder"] for family in suite.families(scale)]
+  specs = [runs.chunk_encoders(scale, family)["autoencoder"] for family in suite.families(scale)]
   for family in suite.families(scale):
     specs += family_runs(scale, family, root).values()
   return specs
@@ -50,42 +49,42 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 def fraction_curve(ctx: suite.Context, name: str, none: str, trainable: str) -> list[tuple[int, float]]:
   by_step = lambda run: dict(ctx.curve(run, "loss"))  # noqa: E731
   frozen, no_memory, full = by_step(name), by_step(none), by_step(trainable)
-  return [(step, suite.fraction_recovered(frozen[step], no_memory[step], full[step]))
+  return [(step, reporting.fraction_recovered(frozen[step], no_memory[step], full[step]))
           for step in sorted(frozen) if step in no_memory and step in full]
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows, curves, gains = [], [], {}, {}
   for family in suite.families(ctx.scale):
-    runs = family_runs(ctx.scale, family, ctx.root)
-    none, trainable = runs["no memory"].name, runs["trainable encoder"].name
+    specs = family_runs(ctx.scale, family, ctx.root)
+    none, trainable = specs["no memory"].name, specs["trainable encoder"].name
     gains[family] = ctx.eval(none)["loss"] - ctx.eval(trainable)["loss"]
-    for label, spec in runs.items():
+    for label, spec in specs.items():
       loss = ctx.eval(spec.name)["loss"]
       fractions = fraction_curve(ctx, spec.name, none, trainable)
       row = {"family": family, "model": label, "eval_loss": loss,
              "fraction_recovered": fractions[-1][1] if fractions else None,
              "fraction_recovered_first_eval": fractions[0][1] if fractions else None,
-             "tokens_per_s": suite.tokens_per_second(ctx.root, spec.name)}
+             "tokens_per_s": reporting.tokens_per_second(ctx, spec.name)}
       rows.append(row)
       table_rows.append([family, label, loss, row["fraction_recovered_first_eval"],
                          row["fraction_recovered"], row["tokens_per_s"], PAPER[label]])
       if label.startswith("frozen"):
         curves[f"{family} decoder, {label}"] = fractions
-  table = suite.markdown_table(["decoder", "memory", "eval CE", "fraction recovered (first eval)",
+  table = reporting.markdown_table(["decoder", "memory", "eval CE", "fraction recovered (first eval)",
                                 "fraction recovered (end)", "train tokens/s", "paper (§5.6)"],
                                table_rows)
-  table += "\n\n" + suite.memory_advantage_note(gains)
-  fig, axes = suite.figure(2)
-  suite.plot_curves(axes[0], curves, title="fraction of memory loss recovered",
+  table += "\n\n" + reporting.memory_advantage_note(gains)
+  fig, axes = reporting.figure(2)
+  reporting.plot_curves(axes[0], curves, title="fraction of memory loss recovered",
                     ylabel="(L_none - L) / (L_none - L_trainable)")
   axes[0].axhline(0.0, color="grey", lw=0.8)
-  suite.plot_curves(axes[1], {f"{r['family']} {r['model']}": ctx.curve(spec.name, "loss")
+  reporting.plot_curves(axes[1], {f"{r['family']} {r['model']}": ctx.curve(spec.name, "loss")
                               for r, spec in zip(rows, [s for f in suite.families(ctx.scale)
                                                         for s in family_runs(ctx.scale, f, ctx.root).values()])},
                     title="eval loss", ylabel="cross-entropy (nats)")
   return {"rows": rows, "fraction_curves": curves, "memory_advantage": gains, "table": table,
-          "figures": [suite.save(fig, ctx.out / "frozen.png")]}
+          "figures": [reporting.save(fig, ctx.out / "frozen.png")]}
 
 
 EXPERIMENT = suite.Experiment("frozen", "Frozen autoencoder encoders in memory models (paper §5.6)", plan, report)

@@ -85,6 +85,7 @@ def plot(rows: list[dict[str, Any]], curves: dict[str, list[tuple[int, float]]],
 
 def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs every stage (resuming finished ones for free) and returns the results."""
+  from memjax.experiments import reporting
   from memjax.training import loop
   from memjax.training.writers import read_metrics
 
@@ -99,11 +100,7 @@ def run(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     results[name] = loop.run(stage_cfg, str(root / name))
   rows = []
   for name, label, _, _ in PROBES:
-    metrics = results[f"probe_{name}"]["eval"]
-    rows.append({"encoder": label, "cross_entropy": metrics["reconstruction/loss"],
-                 "entropy_proportion": metrics["reconstruction/entropy_proportion"],
-                 "token_accuracy": metrics["reconstruction/accuracy"],
-                 "bits_per_byte": metrics["reconstruction/bits_per_byte"]})
+    rows.append(reporting.probe_row(results[f"probe_{name}"], encoder=label))
   by_name = {row["encoder"]: row for row in rows}
   ratio = by_name["Autoencoder"]["token_accuracy"] / max(by_name["Causal LM"]["token_accuracy"], 1e-9)
   curves = {label: [(r["step"], r["reconstruction/accuracy"])

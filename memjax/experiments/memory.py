@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import reporting, runs, suite
 
 # (label, memory.kind, memory.slots)
 VARIANTS: tuple[tuple[str, str, str], ...] = (
@@ -30,56 +30,44 @@ PAPER = {
 }
 
 
-def run_name(family: str, kind: str, slots: str) -> str:
-  if kind == "parallel" and slots == "fixed":
-    return f"{family}_memory_clm"  # the information experiment's CLM-only memory model
-  return f"{family}_memory_{kind}" + ("_variable" if slots == "variable" else "")
-
-
-def memory_run(scale: str, family: str, kind: str, slots: str = "fixed", stages: str = "clm",
-               steps: dict[str, int] | None = None) -> suite.RunSpec:
-  cfg = suite.config("memory.py", scale, steps or information.STEPS["memory"], family=family,
-                     kind=kind, stages=stages)
-  cfg.memory.slots = slots
-  if scale == "cpu":
-    cfg.train.batch_size = information.CPU_MEMORY_BATCH
-  return suite.RunSpec(run_name(family, kind, slots), cfg)
-
-
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  return [memory_run(scale, family, kind, slots) for family in suite.families(scale)
+  return [runs.memory(scale, family, kind, slots=slots) for family in suite.families(scale)
           for _, kind, slots in VARIANTS]
+
+
+def run_name(scale: str, family: str, kind: str, slots: str) -> str:
+  return runs.memory(scale, family, kind, slots=slots).name
 
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows, gains = [], [], {}
   for family in suite.families(ctx.scale):
-    none = ctx.eval(run_name(family, "none", "fixed"))["loss"]
-    parallel = ctx.eval(run_name(family, "parallel", "fixed"))["loss"]
+    none = ctx.eval(run_name(ctx.scale, family, "none", "fixed"))["loss"]
+    parallel = ctx.eval(run_name(ctx.scale, family, "parallel", "fixed"))["loss"]
     gains[family] = none - parallel
     for label, kind, slots in VARIANTS:
-      name = run_name(family, kind, slots)
+      name = run_name(ctx.scale, family, kind, slots)
       metrics = ctx.eval(name)
       row = {"family": family, "model": label, "eval_loss": metrics["loss"],
              "eval_accuracy": metrics["clm/accuracy"], "bits_per_byte": metrics["clm/bits_per_byte"],
-             "tokens_per_s": suite.tokens_per_second(ctx.root, name),
-             "fraction_recovered": suite.fraction_recovered(metrics["loss"], none, parallel)}
+             "tokens_per_s": reporting.tokens_per_second(ctx, name),
+             "fraction_recovered": reporting.fraction_recovered(metrics["loss"], none, parallel)}
       rows.append(row)
       table_rows.append([family, label, row["eval_loss"], row["eval_accuracy"], row["tokens_per_s"],
                          row["fraction_recovered"], PAPER[label]])
-  table = suite.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
+  table = reporting.markdown_table(["family", "model", "eval CE", "accuracy", "train tokens/s",
                                 "fraction of memory loss recovered", "paper (§5.5)"], table_rows)
-  table += "\n\n" + suite.memory_advantage_note(gains)
-  fig, axes = suite.figure(3)
+  table += "\n\n" + reporting.memory_advantage_note(gains)
+  fig, axes = reporting.figure(3)
   for ax, family in zip(axes, suite.families(ctx.scale)):
-    suite.plot_curves(ax, {label: ctx.curve(run_name(family, kind, slots), "loss")
+    reporting.plot_curves(ax, {label: ctx.curve(run_name(ctx.scale, family, kind, slots), "loss")
                            for label, kind, slots in VARIANTS},
                       title=f"{family} memory models", ylabel="eval cross-entropy (nats)")
   labels = [f"{r['family'][:5]} {r['model']}" for r in rows]
-  suite.plot_bars(axes[2], labels, [r["tokens_per_s"] for r in rows], title="training throughput",
+  reporting.plot_bars(axes[2], labels, [r["tokens_per_s"] for r in rows], title="training throughput",
                   ylabel="tokens / s (this machine)", fmt="{:.0f}")
   return {"rows": rows, "memory_advantage": gains, "table": table,
-          "figures": [suite.save(fig, ctx.out / "memory.png")]}
+          "figures": [reporting.save(fig, ctx.out / "memory.png")]}
 
 
 EXPERIMENT = suite.Experiment("memory", "Memory models vs no memory, full context and recurrence (paper §5.5)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from memjax.experiments import information, suite
+from memjax.experiments import reporting, runs, suite
 from memjax.metrics.information import bits_per_byte
 
 STEPS = {"tiny": 2, "cpu": 500, "paper": 200_000}
@@ -24,7 +24,7 @@ PAPER_BPB = {"decoder_only": 0.957, "oracle": 0.036, "probe_retained": 1.81, "ca
 
 
 def oracle_run(scale: str, family: str) -> suite.RunSpec:
-  clm = information.trained_runs(scale, family)["clm"].cfg
+  clm = runs.clm(scale, family).cfg
   cfg = suite.config("memory.py", scale, STEPS, family=family, kind="oracle", stages="clm")
   cfg.data.n_ctx = clm.data.n_ctx  # the causal LM's context, so their losses compare
   cfg.train.batch_size = clm.train.batch_size
@@ -35,9 +35,9 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in suite.families(scale):
     oracle = oracle_run(scale, family)
-    specs += [information.trained_runs(scale, family)["clm"], oracle]
+    specs += [runs.clm(scale, family), oracle]
     specs += [suite.RunSpec(f"{family}_probe_oracle_{feed}",
-                            suite.probe(scale, information.STEPS["probe"], oracle, root, feed=feed))
+                            suite.probe(scale, runs.STEPS["probe"], oracle, root, feed=feed))
               for feed in FEEDS]
   return specs
 
@@ -45,8 +45,8 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, probe_rows = [], []
   for family in suite.families(ctx.scale):
-    clm = ctx.results[f"{family}_clm"]
-    oracle = ctx.results[f"{family}_oracle"]
+    clm = ctx.results[runs.clm(ctx.scale, family).name]
+    oracle = ctx.results[oracle_run(ctx.scale, family).name]
     bytes_per_token = oracle["bytes_per_token"]
     d_model = ctx.specs[f"{family}_oracle"].cfg.encoder.d_model
     n_ctx = ctx.specs[f"{family}_oracle"].cfg.data.n_ctx
@@ -54,7 +54,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
     decoder_only, with_oracle = clm["eval"]["clm/bits_per_byte"], oracle["eval"]["clm/bits_per_byte"]
     for feed in FEEDS:
       probe = ctx.results[f"{family}_probe_oracle_{feed}"]
-      row = suite.probe_row(probe, family=family, feed=feed)
+      row = reporting.probe_row(probe, family=family, feed=feed)
       probe_rows.append(row)
     best = min((r for r in probe_rows if r["family"] == family), key=lambda r: r["cross_entropy"])
     rows.append({"family": family, "decoder_only_loss": clm["eval"]["clm/loss"],
@@ -62,26 +62,28 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                  "oracle_bpb": with_oracle, "encoder_supplies_bpb": decoder_only - with_oracle,
                  "probe_retained_bpb": bits_per_byte(best["cross_entropy"], bytes_per_token),
                  "capacity_bpb": capacity, "bytes_per_token": bytes_per_token})
-  table = suite.markdown_table(
+  table = reporting.markdown_table(
       ["family", "decoder-only CE", "oracle CE", "decoder-only BPB", "oracle BPB", "encoder supplies BPB",
        "probe-retained BPB", f"capacity BPB ({BITS_PER_ELEMENT} bit/element)"],
       [[r["family"], r["decoder_only_loss"], r["oracle_loss"], r["decoder_only_bpb"], r["oracle_bpb"],
         r["encoder_supplies_bpb"], r["probe_retained_bpb"], r["capacity_bpb"]] for r in rows]
       + [["paper (mixer, 512 tokens)", 2.60, 0.1, PAPER_BPB["decoder_only"], PAPER_BPB["oracle"],
           PAPER_BPB["decoder_only"] - PAPER_BPB["oracle"], PAPER_BPB["probe_retained"], PAPER_BPB["capacity"]]])
-  table += "\n\nProbes of the oracle memory embedding:\n\n" + suite.markdown_table(
+  table += "\n\nProbes of the oracle memory embedding:\n\n" + reporting.markdown_table(
       ["family", "feed", "CE", "I_e", "token acc.", "paper CE", "paper I_e", "paper acc."],
       [[r["family"], r["feed"], r["cross_entropy"], r["entropy_proportion"], r["token_accuracy"],
         *PAPER_PROBES.get((r["family"], r["feed"]), (None, None, None))] for r in probe_rows])
-  fig, axes = suite.figure(2)
-  suite.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(f"{family}_{kind}", "loss")
-                              for family in suite.families(ctx.scale) for kind in ("clm", "oracle")},
+  fig, axes = reporting.figure(2)
+  reporting.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(spec.name, "loss")
+                              for family in suite.families(ctx.scale)
+                              for kind, spec in (("clm", runs.clm(ctx.scale, family)),
+                                                 ("oracle", oracle_run(ctx.scale, family)))},
                     title="decoder-only vs oracle memory", ylabel="eval cross-entropy (nats)")
-  suite.plot_bars(axes[1], [f"{r['family']} {r['feed']}" for r in probe_rows],
+  reporting.plot_bars(axes[1], [f"{r['family']} {r['feed']}" for r in probe_rows],
                   [r["token_accuracy"] for r in probe_rows], title="probe of the oracle memory",
                   ylabel="held-out token accuracy")
   return {"rows": rows, "probe_rows": probe_rows, "table": table,
-          "figures": [suite.save(fig, ctx.out / "oracle.png")]}
+          "figures": [reporting.save(fig, ctx.out / "oracle.png")]}
 
 
 EXPERIMENT = suite.Experiment("oracle", "Oracle memories (paper §5.4)", plan, report)

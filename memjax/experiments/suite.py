@@ -1,10 +1,11 @@
-"""The reproduction suite's shared machinery: scales, run configs, probes, training, tables, plots.
+"""The reproduction suite's running: scales, run configs, probes, training an experiment's runs.
 
 An experiment (one module in memjax/experiments/) is a list of named runs, each an ordinary memjax run
-(`memjax.training.loop.run`) in `<workdir>/runs/<name>`, and a report built from their results. Runs
-are shared by name: two experiments (or `reproduce all`) that need the same run train it once, and a
-run already finished (or interrupted) is resumed, so an experiment re-run only redoes its report. A
-name always stands for one config; loop.run refuses a workdir whose run has a different one.
+(`memjax.training.loop.run`) in `<workdir>/runs/<name>`, and a report built from their results
+(experiments/reporting.py: tables and figures). Runs are shared by name (experiments/runs.py): two
+experiments (or `reproduce all`) that need the same run train it once, and a run already finished
+(or interrupted) is resumed, so an experiment re-run only redoes its report. A name always stands
+for one config; loop.run refuses a workdir whose run has a different one.
 
 Scales: `tiny` (tests: seconds per run), `cpu` (the docs/results.md numbers: minutes on 2 CPU cores,
 the `small` presets of configs/) and `paper` (the paper's sizes, for an accelerator).
@@ -33,6 +34,7 @@ CPU_MIXER_KERNEL = 8
 # a transformer autoencoder learns in 1000 steps and each experiment trains within the 20-minute
 # budget on 2 cores (the figures at 16 and 32 tokens: docs/results.md).
 CPU_N_CTX = 16
+CPU_MEMORY_BATCH = 16  # memory models: 16 x 64 tokens (4 chunks of 16), a CLM batch's 1024 tokens per step
 
 
 def configs_dir() -> pathlib.Path:
@@ -73,8 +75,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
   """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'), trained for `steps`.
 
   `steps` is one number or a dict by scale ({'tiny': 4, 'cpu': 800, 'paper': 200_000}). At `cpu`
-  scale mixers use kernel 8 and lr 5e-3, as the headline does, and windows (memory chunks) are
-  CPU_N_CTX tokens.
+  scale mixers use kernel 8 and lr 5e-3, as the headline does, windows (memory chunks) are
+  CPU_N_CTX tokens and memory models train on CPU_MEMORY_BATCH sequences per step.
   """
   check_scale(scale)
   arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
@@ -89,6 +91,8 @@ def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> m
     cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
                      checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
     cfg.data.n_ctx = CPU_N_CTX * (cfg.memory.chunks if "memory" in cfg else 1)
+    if "memory" in cfg:
+      cfg.train.batch_size = CPU_MEMORY_BATCH
     if any(t.family == "mixer" for t in towers(cfg)):
       cfg.train.lr = CPU_MIXER_LR
     for tower in towers(cfg):
@@ -207,154 +211,6 @@ def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> N
     print(f"  ({directory.name}: trained before the options {added} existed; their defaults apply)")
 
 
-def curve(root: pathlib.Path, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:
-  """(step, value) of one metric over a run's training, from its metrics.jsonl."""
-  from memjax.training.writers import read_metrics
-
-  return [(r["step"], r[key]) for r in read_metrics(run_dir(root, name), split) if key in r]
-
-
-def tokens_per_second(root: pathlib.Path, name: str) -> float:
-  """Median training tokens/s of a run, without its first logged interval (compilation)."""
-  import statistics
-
-  values = [value for _, value in curve(root, name, "tokens_per_s", split="train")]
-  values = values[1:] or values
-  return float(statistics.median(values)) if values else float("nan")
-
-
-def fraction_recovered(loss: float, no_memory_loss: float, trainable_memory_loss: float) -> float:
-  """metrics.information.fraction_recovered, nan where memories made no difference at all."""
-  from memjax.metrics import information
-
-  if no_memory_loss == trainable_memory_loss:
-    return float("nan")
-  return information.fraction_recovered(loss, no_memory_loss, trainable_memory_loss)
-
-
-def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
-  """A row of the paper's information tables from a probe run's final evaluation."""
-  metrics = results["eval"]
-  return labels | {"cross_entropy": metrics["reconstruction/loss"],
-                   "entropy_proportion": metrics["reconstruction/entropy_proportion"],
-                   "token_accuracy": metrics["reconstruction/accuracy"],
-                   "bits_per_byte": metrics["reconstruction/bits_per_byte"]}
-
-
-SMALL_GAIN = 0.05  # nats: below this a memory advantage is too small to divide by (seeds not repeated)
-
-
-def memory_advantage_note(gains: dict[str, float]) -> str:
-  """A line under a table of fractions of memory loss recovered: each family's memory advantage
-  (no memory minus trainable memory, eval CE), and a warning where it is too small to divide by."""
-  note = ("Memory advantage (no memory minus trainable-encoder memory model, eval CE, nats): "
-          + ", ".join(f"{family} {gain:+.3f}" for family, gain in gains.items()))
-  small = [family for family, gain in gains.items() if abs(gain) < SMALL_GAIN]
-  if small:
-    note += (f". Under {SMALL_GAIN} nats ({', '.join(small)}), the fractions recovered divide by a "
-             "difference too small to read (one seed per run) and mean nothing.")
-  return note
-
-
-def unigram_floor(train_tokens, eval_batches: Iterable[dict[str, Any]], vocab_size: int) -> dict[str, float]:
-  """What a probe decoder scores with no information from the embedding: each held-out token
-  predicted from the training split's unigram frequencies (top-1 accuracy; cross-entropy of the
-  add-one-smoothed unigram distribution), over the masked tokens of the probe's own eval batches."""
-  import numpy as np
-
-  counts = np.bincount(np.asarray(train_tokens).ravel(), minlength=vocab_size)[:vocab_size] + 1.0
-  log_p, most_frequent = np.log(counts / counts.sum()), np.argmax(counts)
-  hits = nll = total = 0.0
-  for batch in eval_batches:
-    tokens, mask = np.asarray(batch["tokens"]), np.asarray(batch["mask"]).astype(bool)
-    hits += np.sum((tokens == most_frequent) & mask)
-    nll -= np.sum(np.where(mask, log_p[np.clip(tokens, 0, vocab_size - 1)], 0.0))
-    total += mask.sum()
-  return {"token_accuracy": float(hits / max(total, 1)), "cross_entropy": float(nll / max(total, 1)),
-          "tokens": float(total)}
-
-
-def probe_floor(spec: RunSpec) -> dict[str, float]:
-  """unigram_floor on the held-out batches a probe run evaluates (train.eval_batches of them)."""
-  import itertools
-
-  from memjax import data as data_lib
-
-  cfg = spec.cfg
-  data = data_lib.prepare(cfg.data)
-  batches = data_lib.batches(data, cfg.data, split="eval", batch_size=cfg.train.batch_size)
-  return unigram_floor(data.train.tokens, itertools.islice(batches, cfg.train.eval_batches),
-                       data.tokenizer.get_vocab_size())
-
-
-# ------------------------------------------------------------------------------ tables
-
-
-def _cell(value: Any) -> str:
-  if value is None:
-    return "—"
-  if isinstance(value, float):
-    if value != value:
-      return "nan"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
-  return str(value)
-
-
-def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-  return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------ figures
-
-
-def figure(panels: int, width: float = 5.5, height: float = 4.0):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
-  return fig, list(axes[0])
-
-
-def plot_curves(ax, series: dict[str, list[tuple[int, float]]], *, title: str, xlabel: str = "step",
-                ylabel: str = "", log_y: bool = False) -> None:
-  for label, points in series.items():
-    if points:
-      ax.plot(*zip(*points), marker="o", markersize=3, label=label)
-  ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-  if log_y:
-    ax.set_yscale("log")
-  if len(series) > 6:  # a legend that long would cover the curves: below the panel instead
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
-  elif series:
-    ax.legend(fontsize=8)
-
-
-def plot_bars(ax, labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str,
-              fmt: str = "{:.1%}") -> None:
-  drawn = ax.bar(range(len(labels)), values, color="#1b9e77")
-  ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-  for bar, value in zip(drawn, values):
-    ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center", va="bottom", fontsize=7)
-  ax.set(title=title, ylabel=ylabel)
-
-
-def save(fig, path: pathlib.Path) -> str:
-  import matplotlib.pyplot as plt
-
-  fig.tight_layout()
-  fig.savefig(path, dpi=90, bbox_inches="tight")  # legends placed below a panel included
-  plt.close(fig)
-  return path.name
-
-
-# ------------------------------------------------------------------------------ experiments
-
-
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """`plan(scale, root)` lists the runs; `report(context)` turns their results into a summary with
@@ -378,7 +234,10 @@ class Context:
     return self.results[name]["eval"]
 
   def curve(self, name: str, key: str, split: str = "eval") -> list[tuple[int, float]]:
-    return curve(self.root, name, key, split)
+    """(step, value) of one metric over a run's training, from its metrics.jsonl."""
+    from memjax.training.writers import read_metrics
+
+    return [(r["step"], r[key]) for r in read_metrics(run_dir(self.root, name), split) if key in r]
 
 
 def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path, *,
