@@ -29,6 +29,9 @@ from launch import job as jobs
 from launch.runner import Cmd, CommandError, Result, Shell
 
 ROOT = pathlib.Path(__file__).parent.parent
+# One xdist worker for the whole file: runs of the same slice name share the launcher's staging
+# folder (/tmp/memjax-<name>), and one test's cleanup removed it under another's running launch.
+pytestmark = pytest.mark.xdist_group("launch")
 GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 TRAIN = ["--", "--config=configs/clm.py:paper", "--workdir=gs://my-bucket/runs/clm"]
@@ -360,11 +363,12 @@ def test_worker_run_stop_status_scripts(tmp_path):
   assert "got TERM" in log and "exit 42" in log
 
 
-@pytest.mark.parametrize("restarts, requeued", [(0, True), (2, True), (3, False)])
-def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
+def run_sbatch_script(tmp_path, srun_exit: int, restarts: int):
+  """The sbatch script of a 2-node job run by bash, its srun exiting `srun_exit` after `restarts`
+  requeues: (the script's exit code, the srun and scontrol calls it made, the Slurm config)."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit 42\n')
+  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit {srun_exit}\n')
   _executable(bin_dir / "scontrol", f'#!/bin/bash\necho "scontrol $*" >> {tmp_path}/calls\n')
   cfg = gpu.Slurm(str(tmp_path / "run"), nodes=2, gpus_per_node=4, retries=3)
   job = jobs.Job(("--config=configs/clm.py:paper", f"--workdir={tmp_path}/work"), SHA)
@@ -373,8 +377,13 @@ def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
   script.write_text(gpu.sbatch_script(cfg, job))
   env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77", SLURM_RESTART_COUNT=str(restarts))
   done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-  assert done.returncode == 42
-  calls = (tmp_path / "calls").read_text().splitlines()
+  return done.returncode, (tmp_path / "calls").read_text().splitlines(), cfg
+
+
+@pytest.mark.parametrize("restarts, requeued", [(0, True), (2, True), (3, False)])
+def test_sbatch_script_requeues_after_preemption(tmp_path, restarts, requeued):
+  code, calls, cfg = run_sbatch_script(tmp_path, 42, restarts)
+  assert code == 42
   assert calls[0].startswith(
       f"srun --kill-on-bad-exit=1 --open-mode=append --output={cfg.run_dir}/logs/%j-%t.out python3 -m memjax.train")
   assert ("scontrol requeue 77" in calls) == requeued
@@ -874,18 +883,8 @@ def test_6_followed_logs_are_line_buffered(capsys):
 @pytest.mark.parametrize("code, requeued", [(42, True), (137, True), (143, True), (255, True), (1, False), (0, False)])
 def test_7_sbatch_requeues_after_preemption_or_a_signal(tmp_path, code, requeued):
   """Defect 7: srun returns 128+signal for a task killed by a signal (preempted, OOM): requeued too."""
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  _executable(bin_dir / "srun", f'#!/bin/bash\necho "srun $*" >> {tmp_path}/calls\nexit {code}\n')
-  _executable(bin_dir / "scontrol", f'#!/bin/bash\necho "scontrol $*" >> {tmp_path}/calls\n')
-  cfg = gpu.Slurm(str(tmp_path / "run"), nodes=2, gpus_per_node=4, retries=3)
-  job = jobs.Job(("--config=configs/clm.py:paper", f"--workdir={tmp_path}/work"), SHA)
-  os.makedirs(gpu.code_dir(cfg, SHA))
-  script = tmp_path / "job.sbatch"
-  script.write_text(gpu.sbatch_script(cfg, job))
-  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77", SLURM_RESTART_COUNT="0")
-  assert subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True).returncode == code
-  calls = (tmp_path / "calls").read_text().splitlines()
+  exit_code, calls, _ = run_sbatch_script(tmp_path, code, restarts=0)
+  assert exit_code == code
   assert calls[0].startswith("srun --kill-on-bad-exit=1 ")
   assert ("scontrol requeue 77" in calls) == requeued
 
@@ -964,7 +963,7 @@ def test_10_a_zone_that_does_not_offer_the_type_is_refused_before_anything_is_re
   """Whether a zone exists and offers a type is gcloud's to say (a table here would go stale)."""
   cloud = fake_gcloud(exists=False, zones={"us-central2-b": ["v4-8", "v4-16"], "us-east5-b": ["v6e-8"]})
   for zone, accelerator in (("us-central9-z", "v4-8"), ("us-east5-b", "v4-8")):
-    code, runner = launch(["tpu", "create", f"--name=it", f"--zone={zone}", f"--accelerator={accelerator}",
+    code, runner = launch(["tpu", "create", "--name=it", f"--zone={zone}", f"--accelerator={accelerator}",
                            "--skip_preflight"])
     assert code == 2 and cloud.state()["creates"] == 0
   code, runner = launch(["tpu", "create", "--name=it", "--zone=us-east5-b", "--accelerator=v6e-8", "--skip_preflight"])
