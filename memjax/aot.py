@@ -55,6 +55,8 @@ def main(argv: list[str]) -> None:
     except tpu_compile.LibTpuUnavailable as error:
       sys.exit(f"memjax.aot: error: {error}")
   print(tpu_compile.table(steps))
+  for step in steps:
+    print(tpu_compile.traffic_table(step))
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump([s.to_dict() for s in steps], f, indent=2)

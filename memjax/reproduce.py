@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     from memjax.experiments import dryrun
 
     report = dryrun.compile_for_tpu([experiment(n) for n in names], args.accelerator,
-                                    num_slices=args.num_slices)
+                                    num_slices=args.num_slices,
+                                    journal=f"{args.out}.journal.jsonl" if args.out else None)
     print(report.pop("table"))
     print(json.dumps(report["totals"], indent=2))
     if args.out:

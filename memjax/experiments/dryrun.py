@@ -107,15 +107,24 @@ def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: f
 
 
 def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *, num_slices: int = 1,
-                    min_headroom: float = 0.1) -> dict[str, Any]:
+                    min_headroom: float = 0.1, journal: str | pathlib.Path | None = None) -> dict[str, Any]:
   """Every distinct paper-scale run of `experiments` compiled for a TPU slice (memjax/training/
   tpu_compile.py): its steps, chip-hours for its token budget at the roofline step time, and the
   verdict of each step that does not fit. Runs whose steps compile alike (_signature) compile once.
-  Chip-hours by experiment count the runs it shares with others; the total counts each run once."""
+  Chip-hours by experiment count the runs it shares with others; the total counts each run once.
+
+  `journal`: a JSON-lines file that keeps each compiled signature as soon as it is compiled and is
+  read back first, so a table of hours of compiles survives an interruption and resumes."""
   from memjax.objectives import curriculum
   from memjax.training import tpu_compile
 
   rows, steps, problems, cache, sized = [], [], [], {}, {}
+  where = (accelerator, num_slices)
+  if journal is not None and pathlib.Path(journal).exists():
+    for line in pathlib.Path(journal).read_text().splitlines():
+      entry = json.loads(line)
+      if tuple(entry["slice"]) == where:
+        cache[entry["signature"]] = [tpu_compile.CompiledStep(**step) for step in entry["steps"]]
   for experiment in experiments:
     for spec in experiment.plan("paper", DRY_ROOT):
       if spec.name not in sized:
@@ -125,6 +134,10 @@ def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *
               flush=True)
         if key not in cache:
           cache[key] = tpu_compile.compile_run(spec.cfg, accelerator, num_slices)
+          if journal is not None:
+            with open(journal, "a") as f:
+              f.write(json.dumps({"slice": where, "signature": key, "run": spec.name,
+                                  "steps": [s.to_dict() for s in cache[key]]}) + "\n")
         by_objective = {s.objective: s for s in cache[key]}
         seconds = sum((s.stop - s.start) * by_objective[s.objective].roofline_step_seconds for s in stages)
         devices = cache[key][0].devices

@@ -73,6 +73,8 @@ class CompiledStep:
   tokens_per_s: float
   compile_seconds: float
   error: str = ""  # the compiler's message when the step does not fit
+  # HBM bytes per step by memjax source (memjax/training/hbm_traffic.py), largest first
+  traffic: dict[str, float] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -113,13 +115,14 @@ def compile_run(cfg: ml_collections.ConfigDict, accelerator: str, num_slices: in
       temp, output = memory.temp_size_in_bytes, memory.output_size_in_bytes
       hbm = (memory.argument_size_in_bytes + output + temp - memory.alias_size_in_bytes
              + memory.generated_code_size_in_bytes)
-      step_flops, accessed = (_unrolled_cost(cfg, program.mesh, stage.objective)
-                              if loop_costs and _loops(cfg) else _cost(compiled))
+      step_flops, accessed, traffic = (_unrolled_cost(cfg, program.mesh, stage.objective)
+                                       if loop_costs and _loops(cfg) else _cost(compiled))
     else:  # the compiler stopped at its memory check: its figure, and no cost analysis
       match = _OOM.search(error)
       temp = int(float(match["need"]) * _UNITS[match["unit"]])
       output, hbm = 0, state_bytes + temp
       step_flops = accessed = float("nan")
+      traffic = {}
     roofline = max(step_flops / chip.peak_bf16_flops, accessed / chip.hbm_bytes_per_s)
     steps.append(CompiledStep(
         accelerator=slice_.name, num_slices=num_slices, objective=stage.objective, devices=n,
@@ -129,14 +132,18 @@ def compile_run(cfg: ml_collections.ConfigDict, accelerator: str, num_slices: in
         headroom_fraction=1 - hbm / chip.hbm_bytes, state_bytes=state_bytes, temp_bytes=int(temp),
         output_bytes=int(output), step_flops=step_flops, bytes_accessed=accessed, model_flops=model_flops,
         roofline_step_seconds=roofline, roofline_mfu=model_flops / (roofline * chip.peak_bf16_flops),
-        tokens_per_s=tokens / roofline, compile_seconds=seconds, error=error))
+        tokens_per_s=tokens / roofline, compile_seconds=seconds, error=error, traffic=traffic))
   return steps
 
 
-def _cost(compiled: Any) -> tuple[float, float]:
+def _cost(compiled: Any) -> tuple[float, float, dict[str, float]]:
+  """(FLOPs, bytes accessed, bytes by memjax source) per device of one compiled step."""
+  from memjax.training import hbm_traffic
+
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+  return (float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)),
+          hbm_traffic.breakdown(compiled.as_text()))
 
 
 def _towers(cfg: ml_collections.ConfigDict) -> list[str]:
@@ -149,8 +156,9 @@ def _loops(cfg: ml_collections.ConfigDict) -> bool:
   return cfg.train.get("microbatches", 1) > 1 or any(cfg[t].get("scan_layers") for t in _towers(cfg))
 
 
-def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any, objective: str) -> tuple[float, float]:
-  """(FLOPs, bytes accessed) per device of the step without loops, extrapolated from compiles of
+def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any,
+                   objective: str) -> tuple[float, float, dict[str, float]]:
+  """(FLOPs, bytes accessed, bytes by source) per device of the step without loops, extrapolated from compiles of
   the same step with every tower unrolled at 1 layer, then each tower at 2: both grow linearly in
   each tower's depth. Microbatches are costed as one microbatch's batch, times their number (the
   optimizer update counted that often: a small overestimate)."""
@@ -158,7 +166,7 @@ def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any, objective: str) ->
 
   towers, microbatches = _towers(cfg), cfg.train.get("microbatches", 1)
 
-  def cost(deeper: str = "") -> tuple[float, float]:
+  def cost(deeper: str = "") -> tuple[float, float, dict[str, float]]:
     variant = ml_collections.ConfigDict(cfg.to_dict())
     variant.train.update(microbatches=1, batch_size=cfg.train.batch_size // microbatches)
     for tower in towers:
@@ -166,12 +174,16 @@ def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any, objective: str) ->
     return _cost(Program(variant, mesh).lower(objective).compile())
 
   base = cost()
-  total = list(base)
+  total, traffic = list(base[:2]), dict(base[2])
   for tower in towers:
     deeper = cost(tower)
     for i in range(2):
       total[i] += (cfg[tower].n_layers - 1) * (deeper[i] - base[i])
-  return total[0] * microbatches, total[1] * microbatches
+    for source in deeper[2].keys() | base[2].keys():
+      extra = deeper[2].get(source, 0.0) - base[2].get(source, 0.0)
+      traffic[source] = traffic.get(source, 0.0) + (cfg[tower].n_layers - 1) * extra
+  traffic = {k: v * microbatches for k, v in sorted(traffic.items(), key=lambda kv: -kv[1]) if v > 0}
+  return total[0] * microbatches, total[1] * microbatches, traffic
 
 
 def knobs(cfg: ml_collections.ConfigDict, step: CompiledStep) -> list[str]:
@@ -222,3 +234,18 @@ def table(steps: list[CompiledStep] | list[tuple[str, CompiledStep]]) -> str:
                 f"{s.temp_bytes / GIB:>6.2f}G {s.step_flops / 1e12:>10.2f} {s.roofline_step_seconds:>8.3f}s "
                 f"{s.roofline_mfu:>5.0%} {s.tokens_per_s:>10.0f} {s.compile_seconds:>7.1f}s")
   return "\n".join(rows)
+
+
+def traffic_table(step: CompiledStep, top: int = 8) -> str:
+  """Where one step's HBM bytes come from: its `top` memjax sources and the rest, with the time
+  each would take at the chip's HBM bandwidth (why a bytes-bound step is slow)."""
+  if not step.traffic:
+    return ""
+  bandwidth = accelerators.parse(step.accelerator).chip.hbm_bytes_per_s
+  total = sum(step.traffic.values())
+  items = list(step.traffic.items())
+  rows = items[:top] + ([("the rest", sum(v for _, v in items[top:]))] if len(items) > top else [])
+  lines = [f"HBM traffic of the {step.objective} step by source ({total / 1e9:.1f} GB per chip, "
+           f"{total / bandwidth:.3f} s at {bandwidth / 1e9:.0f} GB/s):"]
+  lines += [f"  {v / total:>6.1%} {v / 1e9:>8.2f} GB  {source}" for source, v in rows]
+  return "\n".join(lines)
