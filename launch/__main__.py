@@ -48,6 +48,8 @@ def _zone(zone: str | None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+  # argparse, not absl flags as memjax's own commands: launch runs where jax and absl are not
+  # installed (a laptop that only rents machines; tests/test_launch.py checks it).
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("--dry-run", action="store_true", help="print the commands, execute nothing")
   env = argparse.ArgumentParser(add_help=False)

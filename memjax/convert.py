@@ -6,34 +6,41 @@
                                               # (LoRA merged) -> config.json, model.safetensors,
                                               # tokenizer.json that transformers loads
 
-The memjax folder (see memjax/training/pretrained.py) is named in configs as a probe's frozen
-encoder (configs/probe.py:PRESET,pretrained=DST) or a memory model's decoder
-(configs/memory.py:PRESET,decoder=DST), and scored with `python -m memjax.score`.
+The memjax folder (see memjax/training/pretrained.py) is named in configs as a frozen encoder
+(configs/probe.py:PRESET,pretrained=DST, or any config's --config.encoder.checkpoint=DST: its
+trunk, LM head left out) or a memory model's decoder (configs/memory.py:PRESET,decoder=DST), and
+scored with `python -m memjax.score`.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from memjax import cli
 
 COMMANDS = ("hf-llama", "to-hf")
+USAGE = f"usage: python -m memjax.convert {{{','.join(COMMANDS)}}} SRC DST"
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m memjax.convert", description=__doc__.split("\n")[0])
-  parser.add_argument("command", choices=COMMANDS)
-  parser.add_argument("src", help="the folder to convert")
-  parser.add_argument("dst", help="a new (or empty) folder for the result")
-  args = parser.parse_args(argv)
-  from memjax import cli
+def define_flags() -> None:
+  """None: the command and both folders are positional."""
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) != 4 or argv[1] not in COMMANDS:
+    sys.exit(f"memjax.convert: error: expected a command ({', '.join(COMMANDS)}) and two folders, "
+             f"got {argv[1:]}\n{USAGE}")
+  command, src, dst = argv[1:]
   from memjax.training import pretrained
 
   with cli.user_errors("memjax.convert"):
-    if args.command == "hf-llama":
-      out = pretrained.convert_hf_llama(args.src, args.dst)
+    if command == "hf-llama":
+      out = pretrained.convert_hf_llama(src, dst)
     else:
-      out = pretrained.to_hf(args.src, args.dst)
-  print(f"converted {args.src} to {out}")
+      out = pretrained.to_hf(src, dst)
+  print(f"converted {src} to {out}")
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

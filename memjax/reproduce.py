@@ -21,12 +21,17 @@ that trains that one run exactly as the suite does (configs/experiments.py:RUN,s
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import pathlib
 import sys
+
+from absl import flags
+
+from memjax import cli
+
+FLAGS = flags.FLAGS
 
 EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
                                 "context_length")
@@ -60,70 +65,75 @@ def commands(name: str, scale: str, workdir: str) -> list[str]:
           for spec in experiment(name).plan(scale, pathlib.Path(workdir))]
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m memjax.reproduce", description=__doc__.split("\n\n")[0])
-  parser.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}, or 'all'")
-  parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "paper"))
-  parser.add_argument("--workdir", default="", help="default: runs/reproduce_<scale>")
-  parser.add_argument("--dry-run", action="store_true", help="build every run without training")
-  parser.add_argument("--devices", type=int, default=8, help="dry run: devices of the target mesh")
-  parser.add_argument("--mfu", type=float, default=0.4, help="dry run: assumed model FLOPs utilization")
-  parser.add_argument("--peak-tflops", type=float, default=989.0,
-                      help="dry run: accelerator peak (default: H100 SXM dense bf16, 989 TFLOP/s)")
-  parser.add_argument("--no-compile", action="store_true", help="dry run: skip the compiled memory")
-  parser.add_argument("--no-lower", action="store_true",
-                      help="dry run: no XLA at all (analytic FLOPs, no memory figure; seconds per run)")
-  parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
-  parser.add_argument("--out", default="", help="dry run: also write the full report to this JSON file")
-  parser.add_argument("--accelerator", default="", help="dry run: compile for this TPU slice (v5e-8, ...)")
-  parser.add_argument("--num_slices", type=int, default=1, help="dry run with --accelerator: slices")
-  parser.add_argument("--commands", action="store_true",
-                      help="print the command that trains each run alone (configs/experiments.py)")
-  args = parser.parse_args(argv)
-  if args.name != "all" and args.name not in EXPERIMENTS:
-    parser.error(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}, all")
-  if args.dry_run and args.scale != "paper":
-    parser.error("--dry-run sizes the paper-scale runs: add --scale=paper")
-  if not 0 < args.mfu <= 1:
-    parser.error(f"--mfu must be in (0, 1], got {args.mfu}")
-  return args
+def define_flags() -> None:
+  flags.DEFINE_enum("scale", "cpu", ["tiny", "cpu", "paper"], "Scale of every run.")
+  flags.DEFINE_string("workdir", "", "Folder for the runs and reports (default: runs/reproduce_<scale>).")
+  flags.DEFINE_bool("dry_run", False, "Build every run without training (spelled --dry-run too).")
+  flags.DEFINE_integer("devices", 8, "Dry run: devices of the target mesh.")
+  flags.DEFINE_float("mfu", 0.4, "Dry run: assumed model FLOPs utilization, in (0, 1].")
+  flags.DEFINE_float("peak_tflops", 989.0, "Dry run: accelerator peak (default: H100 SXM dense bf16, "
+                     "989 TFLOP/s).")
+  flags.DEFINE_bool("no_compile", False, "Dry run: skip the compiled memory.")
+  flags.DEFINE_bool("no_lower", False, "Dry run: no XLA at all (analytic FLOPs, no memory figure; "
+                    "seconds per run).")
+  flags.DEFINE_bool("quiet", False, "No per-step progress bars.")
+  flags.DEFINE_string("out", "", "Dry run: also write the full report to this JSON file.")
+  flags.DEFINE_string("accelerator", "", "Dry run: compile for this TPU slice (v5e-8, ...).")
+  flags.DEFINE_integer("num_slices", 1, "Dry run with --accelerator: slices.", lower_bound=1)
+  flags.DEFINE_bool("commands", False, "Print the command that trains each run alone "
+                    "(configs/experiments.py).")
+  flags.register_validator("mfu", lambda mfu: 0 < mfu <= 1, "--mfu must be in (0, 1]")
+  flags.register_multi_flags_validator(
+      ["dry_run", "scale"], lambda f: not f["dry_run"] or f["scale"] == "paper",
+      "--dry-run sizes the paper-scale runs: add --scale=paper")
 
 
-def main(argv: list[str] | None = None) -> None:
-  args = parse(sys.argv[1:] if argv is None else argv)
-  names = EXPERIMENTS if args.name == "all" else (args.name,)
-  workdir = args.workdir or f"runs/reproduce_{args.scale}"
-  if args.commands:
+def experiment_names(argv: list[str]) -> tuple[str, ...]:
+  """The experiments the positional NAME (one of EXPERIMENTS, or `all`) stands for."""
+  if len(argv) != 2:
+    sys.exit(f"memjax.reproduce: error: name one experiment ({', '.join(EXPERIMENTS)}) or all, "
+             f"got {argv[1:]}")
+  if argv[1] != "all" and argv[1] not in EXPERIMENTS:
+    sys.exit(f"memjax.reproduce: error: unknown experiment {argv[1]!r}; choose from "
+             f"{', '.join(EXPERIMENTS)}, all")
+  return EXPERIMENTS if argv[1] == "all" else (argv[1],)
+
+
+def main(argv: list[str]) -> None:
+  names = experiment_names(argv)
+  workdir = FLAGS.workdir or f"runs/reproduce_{FLAGS.scale}"
+  if FLAGS.commands:
     for name in names:
-      print("\n".join(commands(name, args.scale, workdir)))
+      print("\n".join(commands(name, FLAGS.scale, workdir)))
     return
-  if args.dry_run and args.accelerator:
+  if FLAGS.dry_run and FLAGS.accelerator:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the host compiles; the TPU devices are abstract
     from memjax.experiments import dryrun
 
-    report = dryrun.compile_for_tpu([experiment(n) for n in names], args.accelerator,
-                                    num_slices=args.num_slices,
-                                    journal=f"{args.out}.journal.jsonl" if args.out else None)
+    report = dryrun.compile_for_tpu([experiment(n) for n in names], FLAGS.accelerator,
+                                    num_slices=FLAGS.num_slices,
+                                    journal=f"{FLAGS.out}.journal.jsonl" if FLAGS.out else None)
     print(report.pop("table"))
     print(json.dumps(report["totals"], indent=2))
-    if args.out:
-      with open(args.out, "w") as f:
+    if FLAGS.out:
+      with open(FLAGS.out, "w") as f:
         json.dump(report, f, indent=2)
     if report["problems"]:
       sys.exit("memjax.reproduce: does not fit:\n" + "\n".join(report["problems"]))
     return
-  if args.dry_run:
-    flag = f"--xla_force_host_platform_device_count={args.devices}"
+  if FLAGS.dry_run:
+    flag = f"--xla_force_host_platform_device_count={FLAGS.devices}"
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     from memjax.experiments import dryrun
 
-    report = dryrun.dry_run([experiment(n) for n in names], devices=args.devices, mfu=args.mfu,
-                            peak_flops=args.peak_tflops * 1e12, compile_memory=not args.no_compile, lower=not args.no_lower)
+    report = dryrun.dry_run([experiment(n) for n in names], devices=FLAGS.devices, mfu=FLAGS.mfu,
+                            peak_flops=FLAGS.peak_tflops * 1e12, compile_memory=not FLAGS.no_compile,
+                            lower=not FLAGS.no_lower)
     print(dryrun.table(report))
     print(json.dumps(report["totals"], indent=2))
-    if args.out:
-      with open(args.out, "w") as f:
+    if FLAGS.out:
+      with open(FLAGS.out, "w") as f:
         json.dump(report, f, indent=2)
     return
   from memjax import runtime
@@ -137,14 +147,15 @@ def main(argv: list[str] | None = None) -> None:
   from memjax.experiments import suite
 
   for name in names:
-    summary = suite.run_experiment(experiment(name), args.scale, workdir, progress=not args.quiet)
+    summary = suite.run_experiment(experiment(name), FLAGS.scale, workdir, progress=not FLAGS.quiet)
     print(f"\n{summary['table']}\n\n{name}: {summary['minutes']:.1f} min this call (its runs trained "
           f"in {summary['training_minutes_all_runs']:.1f} min, runs shared with other experiments included); "
           f"{workdir}/{name}/results.md, results.json, {', '.join(summary['figures'])}", flush=True)
 
 
 if __name__ == "__main__":
+  define_flags()
   try:
-    main()
+    cli.run(main)
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"memjax.reproduce: error: {error}")

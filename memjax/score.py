@@ -9,9 +9,22 @@ LOGITS.npy receives [batch, length, vocab] float32 logits (position t scores tok
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import numpy as np
+from absl import flags
+
+from memjax import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("checkpoint", None, "A converted model or a run's workdir.")
+  flags.DEFINE_string("tokens", None, "A .npy file of [batch, length] token ids.")
+  flags.DEFINE_string("out", None, "The .npy file for the [batch, length, vocab] logits.")
+  flags.DEFINE_integer("batch_size", 8, "Sequences per forward pass.", lower_bound=1)
+  flags.mark_flags_as_required(["checkpoint", "tokens", "out"])
 
 
 def load_tokens(path: str, vocab_size: int) -> np.ndarray:
@@ -51,20 +64,15 @@ def logits(checkpoint_dir: str, tokens_BxT: np.ndarray | None = None, *, tokens_
   return np.concatenate(out) if out else np.zeros((0, tokens_BxT.shape[1], source.arch.vocab_size), np.float32)
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m memjax.score", description=__doc__.split("\n")[0])
-  parser.add_argument("--checkpoint", required=True, help="a converted model or a run's workdir")
-  parser.add_argument("--tokens", required=True, help="a .npy file of [batch, length] token ids")
-  parser.add_argument("--out", required=True, help="the .npy file for the [batch, length, vocab] logits")
-  parser.add_argument("--batch_size", type=int, default=8, help="sequences per forward pass")
-  args = parser.parse_args(argv)
-  from memjax import cli
-
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    sys.exit(f"memjax.score: error: unexpected arguments: {argv[1:]}")
   with cli.user_errors("memjax.score"):
-    result = logits(args.checkpoint, tokens_path=args.tokens, batch_size=args.batch_size)
-  np.save(args.out, result)
-  print(f"wrote {result.dtype} logits of shape {result.shape} to {args.out}")
+    result = logits(FLAGS.checkpoint, tokens_path=FLAGS.tokens, batch_size=FLAGS.batch_size)
+  np.save(FLAGS.out, result)
+  print(f"wrote {result.dtype} logits of shape {result.shape} to {FLAGS.out}")
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

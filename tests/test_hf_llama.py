@@ -11,7 +11,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models as tokenizer_models
 
-from memjax import convert, score
+from memjax import cli, convert, score
 from memjax.models import hf_llama
 from memjax.models.config import StackConfig
 from memjax.models.stack import TokenEncoder
@@ -101,14 +101,14 @@ def test_converted_model_matches_transformers_in_both_layouts_and_back(tmp_path,
   np.save(tmp_path / "tokens.npy", TOKENS)
   for layout in ("top-level", "rope_parameters"):
     write_layout(tmp_path / "hf", layout, rope)
-    convert.main(["hf-llama", str(tmp_path / "hf"), str(tmp_path / layout)])
-    score.main([f"--checkpoint={tmp_path / layout}", f"--tokens={tmp_path / 'tokens.npy'}",
+    cli.call(convert, ["hf-llama", str(tmp_path / "hf"), str(tmp_path / layout)])
+    cli.call(score, [f"--checkpoint={tmp_path / layout}", f"--tokens={tmp_path / 'tokens.npy'}",
                 f"--out={tmp_path / 'logits.npy'}", "--batch_size=2"])
     got = np.load(tmp_path / "logits.npy")
     assert got.dtype == np.float32 and got.shape == (3, 12, VOCAB)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=layout)
   # memjax -> HF -> transformers.
-  convert.main(["to-hf", str(tmp_path / "rope_parameters"), str(tmp_path / "back")])
+  cli.call(convert, ["to-hf", str(tmp_path / "rope_parameters"), str(tmp_path / "back")])
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
   assert reloaded.config.tie_word_embeddings == tie
   np.testing.assert_allclose(hf_logits(reloaded, TOKENS), expected, rtol=1e-5, atol=1e-5)
@@ -151,6 +151,6 @@ def test_what_memjax_cannot_represent_is_refused_by_name(tmp_path):
   save_file({"model.layers.0.self_attn.q_proj.bias": np.zeros(32, np.float32)},
             str(tmp_path / "hf" / "model-bias.safetensors"))
   with pytest.raises(SystemExit, match="q_proj.bias"):
-    convert.main(["hf-llama", str(tmp_path / "hf"), str(tmp_path / "out")])
+    cli.call(convert, ["hf-llama", str(tmp_path / "hf"), str(tmp_path / "out")])
   with pytest.raises(SystemExit, match="no config.json"):
-    convert.main(["hf-llama", str(tmp_path), str(tmp_path / "out")])
+    cli.call(convert, ["hf-llama", str(tmp_path), str(tmp_path / "out")])

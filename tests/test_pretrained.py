@@ -9,7 +9,7 @@ import transformers
 from flax import nnx
 
 from conftest import load_config
-from memjax import convert, data as data_lib, models
+from memjax import cli, convert, data as data_lib, models
 from memjax.experiments import llm_probe
 from memjax.models import lora
 from memjax.models.lm import CausalLM
@@ -37,7 +37,7 @@ def converted(tmp_path_factory, data_cache):
       p.normal_(0, 0.2)
   model.save_pretrained(root / "hf")
   (root / "hf" / "tokenizer.json").write_text(tokenizer.to_str())
-  convert.main(["hf-llama", str(root / "hf"), str(root / "memjax")])
+  cli.call(convert, ["hf-llama", str(root / "hf"), str(root / "memjax")])
   return root / "memjax"
 
 
@@ -106,7 +106,7 @@ def test_lora_trains_only_adapters_and_encoder_and_merges_into_the_export(tiny, 
   lm = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: CausalLM(arch, tie_embeddings=True, rngs=nnx.Rngs(0)))),
                  {"encoder": jax.device_get(decoder)})
   tokens = np.random.RandomState(0).randint(0, 512, (2, 12))
-  convert.main(["to-hf", str(tmp_path / "run"), str(tmp_path / "hf")])
+  cli.call(convert, ["to-hf", str(tmp_path / "run"), str(tmp_path / "hf")])
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
   with torch.no_grad():
     expected = reloaded(torch.tensor(tokens)).logits.numpy()
