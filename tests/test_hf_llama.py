@@ -11,11 +11,11 @@ from flax import nnx
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models as tokenizer_models
 
-from memjax import cli, convert, score
+from memjax import cli, convert, export, score
 from memjax.models import hf_llama
 from memjax.models.config import StackConfig
 from memjax.models.stack import TokenEncoder
-from memjax.training import encoders
+from memjax.training import encoders, run_folder
 
 VOCAB = 50
 HF_CONFIG = dict(model_type="llama", hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -52,8 +52,9 @@ def test_round_trip_through_hugging_face_names(tmp_path):
   assert (cfg.d_model, cfg.n_layers, cfg.kv_heads, cfg.hidden_dim, cfg.vocab_size) == (32, 2, 2, 48, 50)
   params = nnx.to_pure_dict(nnx.state(TokenEncoder(cfg, rngs=nnx.Rngs(0)), nnx.Param))
   save_hf_model(tmp_path / "model", params, cfg)
-  loaded_cfg, loaded = hf_llama.load(tmp_path / "model")
+  loaded_cfg, tie = hf_llama.read_config(hf_llama.read_hf_config(tmp_path / "model"))
   assert loaded_cfg == cfg
+  loaded = hf_llama.read_params(hf_llama.open_weights(tmp_path / "model"), cfg, tie, head=False)["encoder"]
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params))
 
 
@@ -114,20 +115,27 @@ def test_converted_model_matches_transformers_in_both_layouts_and_back(tmp_path,
   np.testing.assert_allclose(hf_logits(reloaded, TOKENS), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_exports_as_an_encoder(tmp_path):
+def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_loads_as_an_encoder(tmp_path):
   model = hf_model(tmp_path / "hf", tie=False, rope=LLAMA3, dtype=torch.bfloat16)
   _, _, params, _ = hf_llama.load_causal_lm(tmp_path / "hf")
   expected = model.model.layers[1].self_attn.k_proj.weight.detach().float().numpy().T
   np.testing.assert_array_equal(params["encoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
-  # memjax.export --hf_llama: the trunk as a frozen-encoder export, same hidden states as LlamaModel.
-  out = encoders.import_hf_llama(str(tmp_path / "hf"), str(tmp_path / "encoder"))
-  assert json.loads((out / encoders.ENCODER_JSON).read_text())["architecture"]["rope_type"] == "llama3"
-  cfg, trunk = hf_llama.load(tmp_path / "hf")
-  encoder = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))), trunk)
+  # The converted folder as `encoder.checkpoint` (a frozen encoder), and its trunk exported alone
+  # (memjax.export): read as a run reads them, both give LlamaModel's hidden states.
+  cli.call(convert, ["hf-llama", str(tmp_path / "hf"), str(tmp_path / "converted")])
+  cli.call(export, [f"--workdir={tmp_path / 'converted'}", f"--out={tmp_path / 'encoder'}"])
   reference = transformers.LlamaModel.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
   with torch.no_grad():  # (a float32 model: casting the bf16 one would keep its bf16 RoPE buffer)
     hidden = reference(torch.tensor(TOKENS)).last_hidden_state.numpy()
-  np.testing.assert_allclose(encoder(TOKENS), hidden, rtol=1e-5, atol=1e-5)
+  for folder in (tmp_path / "converted", tmp_path / "encoder"):
+    source = encoders.locate(str(folder))
+    assert source.architecture["rope_type"] == "llama3"
+    cfg = StackConfig(**source.architecture)
+    abstract = nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))
+    target = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+    trunk = encoders.load(str(folder), cfg, run_folder.tokenizer_digest(folder), target)
+    encoder = nnx.merge(nnx.graphdef(abstract), trunk)
+    np.testing.assert_allclose(encoder(TOKENS), hidden, rtol=1e-5, atol=1e-5, err_msg=str(folder))
 
 
 def refused(config_changes, match):

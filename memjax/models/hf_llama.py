@@ -246,13 +246,6 @@ def load_causal_lm(model_dir: str | pathlib.Path) -> tuple[StackConfig, bool, di
   return cfg, tie, read_params(open_weights(model_dir), cfg, tie), hf_config
 
 
-def load(model_dir: str | pathlib.Path) -> tuple[StackConfig, dict[str, Any]]:
-  """(architecture, TokenEncoder parameters) of the HF model saved in `model_dir` (its trunk only)."""
-  model_dir = pathlib.Path(model_dir)
-  cfg, tie = read_config(read_hf_config(model_dir))
-  return cfg, read_params(open_weights(model_dir), cfg, tie, head=False)["encoder"]
-
-
 def hf_weights(params: dict[str, Any], cfg: StackConfig, tie: bool) -> dict[str, np.ndarray]:
   """memjax causal LM parameters {'encoder', 'head'} -> HF `LlamaForCausalLM` tensors (float32)."""
   encoder = params["encoder"]

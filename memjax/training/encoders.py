@@ -2,8 +2,10 @@
 
 `encoder.checkpoint=DIR` names either an exported encoder (a folder with `encoder.json`) or the
 workdir of a trained run (a folder with `config.json`; its latest checkpoint's encoder is taken,
-wherever the run kept it: trained, or itself frozen). Both are checked against the new model's encoder
-(architecture, parameter shapes, tokenizer) before anything is restored.
+wherever the run kept it: trained, or itself frozen). A Hugging Face Llama is the latter once
+converted (`python -m memjax.convert hf-llama` writes a causal-LM workdir; its trunk is the
+encoder). Both are checked against the new model's encoder (architecture, parameter shapes,
+tokenizer) before anything is restored.
 
 `encoder.frozen=True` freezes the encoder; `encoder.frozen_scope` says how much of it:
   all     the whole `TokenEncoder` (token embedding and blocks) is loaded and frozen;
@@ -160,18 +162,6 @@ def export(workdir: str, out: str) -> epath.Path:
   encoder = {part: tree["encoder"][part] for tree in restored.values() for part in tree["encoder"]}
   tokenizer_json = (fs.path(workdir) / TOKENIZER_JSON).read_text()
   return write(out_dir, encoder, source.architecture, tokenizer_json, str(workdir), source.step)
-
-
-def import_hf_llama(model_dir: str, out: str) -> epath.Path:
-  """Writes the trunk of a Hugging Face Llama-architecture model as an encoder export in `out`."""
-  from memjax.models import hf_llama
-
-  out_dir = new_folder(out)
-  tokenizer = fs.path(model_dir) / TOKENIZER_JSON
-  if not tokenizer.exists():
-    raise FileNotFoundError(f"{model_dir} has no {TOKENIZER_JSON}")
-  architecture, params = hf_llama.load(model_dir)
-  return write(out_dir, params, architecture.to_dict(), tokenizer.read_text(), str(model_dir))
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
