@@ -12,7 +12,7 @@ RUN_CONFIGS = ["clm.py", "autoencoder.py", "probe.py", "memory.py"]
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("preset", mc.PRESETS)
 @pytest.mark.parametrize("family", ["transformer", "mixer"])
 def test_every_preset_builds_a_model(name, preset, family):
   cfg = mc.load(CONFIGS / name, f"{preset},family={family}")
