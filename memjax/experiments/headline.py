@@ -9,10 +9,10 @@ the embedded corpus, then freezes the three encoders and trains a fresh decoder 
 input from each one's single embedding (experiments/information.py, its runs from
 experiments/runs.py). Prints the paper's information table (cross-entropy, entropy proportion I_e,
 token accuracy on held-out text) and writes WORKDIR/headline/{results.json, results.md,
-headline.png}. Every run is an ordinary memjax run in WORKDIR/runs/<run>, whose config is a preset of
-configs/ (`configs/clm.py:demo,family=mixer`, ...), so an interrupted demo resumes where it stopped
-and each run can be inspected (metrics.jsonl, TensorBoard) like any run. `--scale=tiny` (tests) or
-`cpu` plan the same runs at those scales of `python -m memjax.reproduce`.
+headline.png}. Every run is an ordinary memjax run in WORKDIR/runs/<run> (its config a preset of
+configs/: `configs/clm.py:demo,family=mixer`, ...), so an interrupted demo resumes where it stopped
+and each run can be inspected (metrics.jsonl, TensorBoard) like any run. `--scale=tiny` (tests), `cpu`
+or `paper` plan the same runs at those scales of `python -m memjax.reproduce`.
 """
 
 from __future__ import annotations
