@@ -30,7 +30,7 @@ $(VENV)/bin/python:
 
 demo: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)
 	$(PY) -m pip install --quiet .
-	$(PY) -P -m memjax.experiments.headline --config=configs/headline.py:cpu --workdir=runs/headline
+	$(PY) -P -m memjax.experiments.headline --workdir=runs/demo
 
 # -n 3 on 2 cores: a third worker fills the time another waits on a subprocess, a file or a lock.
 test: $(if $(VIRTUAL_ENV),,$(VENV)/bin/python)

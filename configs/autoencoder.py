@@ -1,23 +1,27 @@
 """Autoencoder: encoder -> one embedding -> decoder regenerating all n_ctx tokens in one pass.
 
 COMMAND: python -m memjax.train --config=configs/autoencoder.py:small --workdir=runs/autoencoder
-Argument: a preset (tiny | small | paper), then optional keys: family (transformer | mixer) and feed
-(unroll | repeat; default unroll for transformers, whose decoders need distinct inputs per position,
-and repeat for mixers, as in the paper).
+Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional keys: family
+(transformer | mixer), feed (unroll | repeat; default unroll for transformers, whose decoders need
+distinct inputs per position, and repeat for mixers, as in the paper; unroll for both in the presets
+smoke, cpu and demo) and steps (default: the preset's).
 """
 
 from memjax import config as mc
 
+# Steps by preset where an autoencoder's differ from the preset's: at cpu scale it trains twice as
+# long as a causal LM (docs/results.md).
+STEPS = {"cpu": 1000}
+
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", feed="")
+  arg = mc.parse_arg(arg, family="transformer", feed="", steps=0)
   size = mc.SIZES[arg.preset]
-  feed = arg.feed or ("unroll" if arg.family == "transformer" else "repeat")
-  cfg = mc.base("autoencoder", arg.preset, stages="autoencode")
+  cfg = mc.base("autoencoder", arg.preset, stages="autoencode", family=arg.family,
+                steps=arg.steps or STEPS.get(arg.preset, 0))
   cfg.encoder = mc.encoder(size, arg.family)
-  cfg.decoder = mc.decoder(size, arg.family, feed=feed)
+  cfg.decoder = mc.decoder(size, arg.family, feed=arg.feed)
   if arg.preset == "paper":  # paper §2.7: 8 + 8 layers; mixers d=1024 with kernel 8
-    cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     for tower in (cfg.encoder, cfg.decoder):
       tower.n_layers = 8

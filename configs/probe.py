@@ -6,9 +6,9 @@ COMMAND: python -m memjax.train --config=configs/probe.py:small \
 `encoder.checkpoint` is an exported encoder or the workdir of any trained run (causal LM,
 autoencoder, memory model); leave it empty to probe an untrained encoder. The encoder section must
 match the checkpoint's architecture (the presets match those of clm.py and autoencoder.py).
-Argument: a preset (tiny | small | paper), then optional keys: family, feed, embed_index (-2 for
-causally trained encoders, whose last position never received a loss), frozen_scope, and
-`pretrained=DIR`: a
+Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional keys: family, feed
+(as configs/autoencoder.py's), steps, embed_index (-2 for causally trained encoders, whose last
+position never received a loss), frozen_scope, and `pretrained=DIR`: a
 converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the frozen encoder, whole (its
 token embedding included), with its own tokenizer and vocabulary, read at the last token's last
 hidden state, and an unrolled Llama-style decoder (paper §2.3, §5.2: d=512, 16 layers, 4 heads,
@@ -20,18 +20,21 @@ front of the frozen blocks, as the paper's probes; paper). A pretrained LLM is f
 
 from memjax import config as mc
 
+# Steps by preset where a probe's differ from the preset's: probes train shorter than the models
+# they probe (docs/results.md, docs/headline.md).
+STEPS = {"cpu": 300, "demo": 1000}
+
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", feed="", embed_index=-1, frozen_scope="",
+  arg = mc.parse_arg(arg, family="transformer", feed="", steps=0, embed_index=-1, frozen_scope="",
                      pretrained="")
   size = mc.SIZES[arg.preset]
-  feed = arg.feed or ("unroll" if arg.family == "transformer" else "repeat")
-  cfg = mc.base("autoencoder", arg.preset, stages="autoencode")
+  cfg = mc.base("autoencoder", arg.preset, stages="autoencode", family=arg.family,
+                steps=arg.steps or STEPS.get(arg.preset, 0))
   scope = arg.frozen_scope or ("blocks" if arg.preset == "paper" else "all")
   cfg.encoder = mc.encoder(size, arg.family, frozen=True, embed_index=arg.embed_index, frozen_scope=scope)
-  cfg.decoder = mc.decoder(size, arg.family, feed=feed)
+  cfg.decoder = mc.decoder(size, arg.family, feed=arg.feed)
   if arg.preset == "paper":  # paper §2.3: probe decoders d=1024 (mixers) / 512 (transformers), 8 layers
-    cfg.train.lr = mc.PAPER_LEARNING_RATES[arg.family]
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.decoder.n_layers = 8
     cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512

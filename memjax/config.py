@@ -2,7 +2,9 @@
 
 A config file's argument is a preset name optionally followed by `key=value` pairs, e.g.
 `configs/clm.py:small,family=mixer`. Presets: `tiny` (tests, seconds), `small` (CPU minutes),
-`paper` (the paper's sizes). Any leaf can then be overridden with `--config.section.key=value`.
+`paper` (the paper's sizes), and the runs of `python -m memjax.reproduce` at its smaller scales:
+`smoke` (`--scale=tiny`), `cpu` (`--scale=cpu`) and `demo` (`make demo`). Any leaf can then be
+overridden with `--config.section.key=value`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ from typing import Any
 
 import ml_collections
 
-PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+PRESETS: tuple[str, ...] = ("tiny", "small", "paper", "smoke", "cpu", "demo")
 PAPER_LEARNING_RATES = {"transformer": 2e-4, "mixer": 5e-4}  # paper §4
+# A family's learning rate where it differs from its preset's `lr`: the paper's, and at CPU scale
+# 5e-3 for d=128 mixers (the headline's measured choice, docs/headline.md).
+FAMILY_LEARNING_RATES = {"paper": PAPER_LEARNING_RATES, "cpu": {"mixer": 5e-3}, "demo": {"mixer": 5e-3}}
+
+
+def proportional(steps: int) -> dict[str, int]:
+  """A run's length with its intervals in proportion (20 logs, 5 evaluations, 2 checkpoints, a 10 %
+  warmup of at most 100 steps), so that one preset serves runs of any length."""
+  return dict(steps=steps, log_every=max(steps // 20, 1), eval_every=max(steps // 5, 1),
+              checkpoint_every=max(steps // 2, 1), warmup_steps=min(100, steps // 10))
+
 
 # Sizes shared by every task, so that the encoder trained by one config fits the probe of another.
 SIZES: dict[str, dict[str, Any]] = {
@@ -34,7 +47,33 @@ SIZES: dict[str, dict[str, Any]] = {
     "bench": dict(d_model=256, n_layers=4, n_heads=4, vocab_size=8000, n_ctx=256, batch_size=8,
                   steps=100, lr=2e-4, warmup_steps=10, log_every=10, eval_every=100, eval_batches=4,
                   checkpoint_every=100),
+    # The reproduction suite's tiny scale (tests): every run built, compiled and stepped twice; one
+    # layer, as compilation is most of such a run's time.
+    "smoke": dict(d_model=32, n_layers=1, n_heads=2, vocab_size=512, n_ctx=32, batch_size=8,
+                  steps=2, lr=3e-3, warmup_steps=1, log_every=1, eval_every=2, eval_batches=1,
+                  checkpoint_every=2, decoder_feed="unroll"),
+    # Its cpu scale (docs/results.md): small's widths on 16-token windows (memory models: 4 chunks of
+    # 16), so that a transformer autoencoder learns in 1000 steps and each experiment trains within
+    # 20 minutes on 2 cores; memory models take 16 x 64 tokens per step, a causal LM batch's 1024.
+    "cpu": dict(d_model=128, n_layers=2, n_heads=4, vocab_size=2048, n_ctx=16, batch_size=64,
+                memory_batch_size=16, lr=2e-3, eval_batches=8, mixer_kernel=8, decoder_feed="unroll",
+                **proportional(500)),
 }
+# `make demo` (docs/headline.md): small's sizes on 32-token windows, where the gap between causal-LM
+# and autoencoder embeddings is clearest within minutes; causal LM and autoencoder train alike.
+SIZES["demo"] = SIZES["small"] | dict(steps=2000, eval_every=250, mixer_kernel=8, decoder_feed="unroll")
+# Presets whose intervals follow a run's length (`steps=` in a config argument); the others keep
+# theirs and checkpoint at the end at the latest.
+SCHEDULES = {"cpu": proportional}
+
+
+def sized(preset: str, steps: int = 0) -> dict[str, Any]:
+  """SIZES[preset] for a run of `steps` training steps (0: the preset's own)."""
+  size = dict(SIZES[preset])
+  steps = steps or size["steps"]
+  if preset in SCHEDULES:
+    return size | SCHEDULES[preset](steps)
+  return size | dict(steps=steps, checkpoint_every=min(size["checkpoint_every"], steps))
 
 
 def parse_arg(arg: str | None, presets: tuple[str, ...] = PRESETS, **defaults: Any) -> ml_collections.ConfigDict:
@@ -68,9 +107,10 @@ def parse_arg(arg: str | None, presets: tuple[str, ...] = PRESETS, **defaults: A
 
 def architecture(size: dict[str, Any], family: str = "transformer", **overrides: Any) -> ml_collections.ConfigDict:
   """One tower's architecture (the fields of memjax.models.config.StackConfig)."""
+  kernel = size.get("mixer_kernel", 1) if family == "mixer" else 1
   return ml_collections.ConfigDict(dict(
       family=family, d_model=size["d_model"], n_layers=size["n_layers"], n_heads=size["n_heads"],
-      n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=1, mixer_heads=0,
+      n_kv_heads=0, mlp_dim=0, rope_theta=10_000.0, norm_eps=1e-6, mixer_kernel=kernel, mixer_heads=0,
       scan_layers=size.get("scan_layers", False), remat=size.get("remat", "none"),  # models/stack.py
       attention="auto") | overrides)  # xla | splash | cpu; auto: cpu on CPU, xla on GPU/TPU
 
@@ -122,9 +162,11 @@ def mesh(**overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) | overrides)
 
 
-def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.ConfigDict:
-  """The sections every task has: data, train, objective, mesh."""
-  size = SIZES[preset]
+def base(task: str, preset: str, stages: str, seed: int = 0, *, family: str = "",
+         steps: int = 0) -> ml_collections.ConfigDict:
+  """The sections every task has: data, train, objective, mesh. `family` picks its learning rate
+  (FAMILY_LEARNING_RATES); `steps` (0: the preset's) its training length."""
+  size = sized(preset, steps)
   cfg = ml_collections.ConfigDict()
   cfg.task = task
   cfg.seed = seed
@@ -132,7 +174,8 @@ def base(task: str, preset: str, stages: str, seed: int = 0) -> ml_collections.C
   # are initialized (memjax/models/init.py); the paper presets use 'reference'.
   cfg.init = "memjax"
   cfg.data = data(size, preset)
-  cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32")
+  cfg.train = train(size, compute_dtype="bfloat16" if preset == "paper" else "float32",
+                    lr=FAMILY_LEARNING_RATES.get(preset, {}).get(family, size["lr"]))
   # The paper's stages are chained runs (reference-code.md §3.3): each restarts AdamW and its schedule.
   cfg.objective = objective(stages, restart_stages=preset == "paper")
   cfg.mesh = mesh()
@@ -147,8 +190,12 @@ def encoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collectio
   return architecture(size, family, **reuse | overrides)
 
 
-def decoder(size: dict[str, Any], family: str, **overrides: Any) -> ml_collections.ConfigDict:
-  return architecture(size, family, **dict(feed="repeat") | overrides)
+def decoder(size: dict[str, Any], family: str, feed: str = "", **overrides: Any) -> ml_collections.ConfigDict:
+  """A decoder fed one embedding: `feed` unroll (a distinct window of it per position) or repeat;
+  unless given, the preset's (`decoder_feed`), else unrolled for transformers, whose attention cannot
+  tell identical inputs apart, and repeated for mixers (the paper's)."""
+  feed = feed or size.get("decoder_feed") or ("unroll" if family == "transformer" else "repeat")
+  return architecture(size, family, feed=feed, **overrides)
 
 
 def pretrained(path: str) -> ml_collections.ConfigDict:

@@ -12,7 +12,7 @@ RUN_CONFIGS = ["clm.py", "autoencoder.py", "probe.py", "memory.py"]
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("preset", mc.PRESETS)
 @pytest.mark.parametrize("family", ["transformer", "mixer"])
 def test_every_preset_builds_a_model(name, preset, family):
   cfg = mc.load(CONFIGS / name, f"{preset},family={family}")
@@ -65,7 +65,11 @@ def test_the_bench_preset_is_the_issue_shape():
 
 
 def test_headline_config_probes_the_same_family_and_size():
-  cfg = mc.load(CONFIGS / "headline.py", "cpu")
-  for section in ("d_model", "n_layers", "family"):
-    assert cfg.clm.model[section] == cfg.autoencoder.encoder[section] == cfg.probe.encoder[section]
-  assert cfg.clm.data.n_ctx == cfg.autoencoder.data.n_ctx == cfg.probe.data.n_ctx
+  from memjax.experiments import headline
+
+  runs = {spec.name: spec.cfg for spec in headline.EXPERIMENT.plan("demo", pathlib.Path("/planned"))}
+  clm, autoencoder = runs["mixer_clm"], runs["mixer_autoencoder"]
+  for probe in (runs[f"mixer_probe_{key}"] for key in ("untrained", "causal_lm", "autoencoder")):
+    for section in ("d_model", "n_layers", "family"):
+      assert clm.model[section] == autoencoder.encoder[section] == probe.encoder[section]
+    assert clm.data.n_ctx == autoencoder.data.n_ctx == probe.data.n_ctx

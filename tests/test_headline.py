@@ -1,32 +1,28 @@
 import json
+import pathlib
 
 import pytest
 
-from memjax.experiments import headline
+from memjax.experiments import headline, suite
 
 
 def test_the_headline_runs_end_to_end_and_reports_the_table(tmp_path):
-  from conftest import load_config
-
-  cfg = load_config("headline.py:tiny")
-  for run in (cfg.clm, cfg.autoencoder, cfg.probe):
-    run.train.update(progress=False, async_checkpoints=False)
-  summary = headline.run(cfg, str(tmp_path))
+  summary = headline.run("tiny", tmp_path, progress=False)
+  out = tmp_path / headline.EXPERIMENT.name
   assert [row["encoder"] for row in summary["rows"]] == ["Untrained", "Causal LM", "Autoencoder"]
-  assert (tmp_path / "headline.png").stat().st_size > 10_000
-  assert json.loads((tmp_path / "results.json").read_text())["rows"] == summary["rows"]
-  probe_cfg = json.loads((tmp_path / "probe_causal" / "config.json").read_text())
-  assert probe_cfg["encoder"]["checkpoint"] == str(tmp_path / "clm") and probe_cfg["encoder"]["embed_index"] == -2
+  assert (out / "headline.png").stat().st_size > 10_000
+  assert json.loads((out / "results.json").read_text())["rows"] == summary["rows"]
+  probe_cfg = json.loads((suite.run_dir(tmp_path, "mixer_probe_causal_lm") / "config.json").read_text())
+  assert probe_cfg["encoder"]["checkpoint"] == str(suite.run_dir(tmp_path, "mixer_clm")) and probe_cfg["encoder"]["embed_index"] == -2
   assert summary["probe_frozen_scope"] == "all"
-  text = headline.table(summary["rows"])
+  text = summary["table"]
   assert "Autoencoder" in text and "I_e" in text
 
 
-@pytest.mark.parametrize("preset", ["cpu", "tiny"])
-def test_causal_lm_and_autoencoder_get_equal_budgets(preset):
-  from conftest import load_config
-
-  cfg = load_config(f"headline.py:{preset}")
+@pytest.mark.parametrize("scale", ["demo", "tiny"])
+def test_causal_lm_and_autoencoder_get_equal_budgets(scale):
+  specs = {spec.name: spec.cfg for spec in headline.EXPERIMENT.plan(scale, pathlib.Path("/planned"))}
+  clm, autoencoder = specs["mixer_clm"], specs["mixer_autoencoder"]
   for key in ("steps", "batch_size", "lr"):
-    assert cfg.clm.train[key] == cfg.autoencoder.train[key], key
-  assert cfg.clm.data.n_ctx == cfg.autoencoder.data.n_ctx
+    assert clm.train[key] == autoencoder.train[key], key
+  assert clm.data.n_ctx == autoencoder.data.n_ctx

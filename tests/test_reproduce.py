@@ -90,16 +90,36 @@ def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):
 def test_cpu_scale_windows_let_memory_models_reuse_the_information_encoders():
   """At cpu scale a memory model's chunk is the causal LMs' and autoencoders' window, so the frozen
   encoders of `copy` and `frozen` are the information experiment's runs, not runs of their own."""
+  from memjax import config as mc
   from memjax.experiments import runs
 
+  window = mc.SIZES["cpu"]["n_ctx"]
   for family in suite.FAMILIES:
     trained = runs.shared("cpu", family)
     memory = trained["memory_clm"].cfg
-    assert memory.data.n_ctx == memory.memory.chunks * suite.CPU_N_CTX
-    assert memory.train.batch_size == suite.CPU_MEMORY_BATCH
+    assert memory.data.n_ctx == memory.memory.chunks * window
+    assert memory.train.batch_size == mc.SIZES["cpu"]["memory_batch_size"]
     assert {key: spec.name for key, spec in runs.chunk_encoders("cpu", family).items()} == {
         "clm": f"{family}_clm", "autoencoder": f"{family}_autoencoder"}
-    assert trained["autoencoder"].cfg.data.n_ctx == suite.CPU_N_CTX
+    assert trained["autoencoder"].cfg.data.n_ctx == window
+
+
+@pytest.mark.parametrize("scale", suite.SCALES)
+def test_shared_runs_are_their_config_files_at_the_scale_preset(scale):
+  """A scale is a preset of configs/: `configs/memory.py:cpu,family=mixer` is the cpu scale's
+  mixer_memory_clm, with nothing changed in Python; the suite only adds a run's own keys."""
+  from conftest import load_config
+
+  from memjax.experiments import runs
+
+  preset = suite.PRESETS[scale]
+  for family in suite.FAMILIES:
+    trained = runs.shared(scale, family)
+    for key, file in (("clm", "clm.py"), ("autoencoder", "autoencoder.py"), ("memory_clm", "memory.py")):
+      assert load_config(f"{file}:{preset},family={family}").to_dict() == trained[key].cfg.to_dict(), key
+    combined = load_config(f"memory.py:{preset},family={family},stages=combined,steps={runs.COMBINED_STEPS.get(scale, 0)}")
+    combined.objective.combined_copy = "copy"
+    assert combined.to_dict() == trained["memory_combined"].cfg.to_dict()
 
 
 def test_chained_stages_start_from_the_previous_stage(reproduced):

@@ -3,13 +3,14 @@
 Probes (a fresh decoder regenerating the input from one frozen embedding) of: an untrained encoder,
 a causal LM (second-to-last position, which received a loss), an autoencoder's encoder, and the
 encoders of two memory models: one trained on next-token prediction only, one on the combined
-objective (CLM + copy). Masked mixers and transformers.
+objective (CLM + copy). Masked mixers and transformers. `make demo` runs a subset of it
+(experiments/headline.py).
 """
 
 from __future__ import annotations
 
 import pathlib
-from typing import Any
+from typing import Any, Sequence
 
 from memjax.experiments import reporting, runs, suite
 
@@ -35,60 +36,67 @@ PAPER = {
     ("transformer", "Memory model (CLM)"): (None, None, 0.05),
 }
 
-def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  """Causal LMs, autoencoders and their probes first (the paper's tables), then memory models."""
+def plan(scale: str, root: pathlib.Path, families: Sequence[str] = suite.FAMILIES,
+         encoders: Sequence[tuple[str, str | None]] = ENCODERS) -> list[suite.RunSpec]:
+  """Causal LMs, autoencoders and their probes first (the paper's tables), then memory models; of
+  `families` and `encoders` (a subset of ENCODERS) only."""
   specs = []
   for phase in (ENCODERS[:3], ENCODERS[3:]):
-    for family in suite.FAMILIES:
+    keys = [key for label, key in phase if (label, key) in encoders]
+    for family in families:
       shared = runs.shared(scale, family)
-      specs += [shared[key] for _, key in phase if key]
-      specs += [runs.probe(scale, family, key, root) for _, key in phase]
+      specs += [shared[key] for key in keys if key]
+      specs += [runs.probe(scale, family, key, root) for key in keys]
   return specs
 
 
-def report(ctx: suite.Context) -> dict[str, Any]:
+def report(ctx: suite.Context, families: Sequence[str] = suite.FAMILIES,
+           encoders: Sequence[tuple[str, str | None]] = ENCODERS,
+           figure: str = "information.png") -> dict[str, Any]:
+  """The table and figure of `plan`'s probes (of the same `families` and `encoders`)."""
   rows = [reporting.probe_row(ctx.results[runs.probe_name(family, key)], family=family, encoder=label)
-          for family in suite.FAMILIES for label, key in ENCODERS]
+          for family in families for label, key in encoders]
   table_rows = []
   for row in rows:
     paper = PAPER.get((row["family"], row["encoder"]), (None, None, None))
     table_rows.append([row["family"], row["encoder"], row["cross_entropy"], row["entropy_proportion"],
                        row["token_accuracy"], *paper])
   ratios = {}
-  for family in suite.FAMILIES:
+  for family in families:
     by = {r["encoder"]: r for r in rows if r["family"] == family}
     ratios[family] = by["Autoencoder"]["token_accuracy"] / max(by["Causal LM"]["token_accuracy"], 1e-9)
   # The floor a probe reaches from no information (unigram frequencies), on its own eval batches.
-  floor = {family: reporting.probe_floor(ctx.specs[runs.probe_name(family, None)]) for family in suite.FAMILIES}
-  for family in suite.FAMILIES:
+  floor = {family: reporting.probe_floor(ctx.specs[runs.probe_name(family, None)]) for family in families}
+  for family in families:
     table_rows.append([family, "(unigram floor: no information)", floor[family]["cross_entropy"], None,
                        floor[family]["token_accuracy"], None, None, None])
   table = reporting.markdown_table(
       ["family", "encoder", "CE", "I_e", "token acc.", "paper CE", "paper I_e", "paper acc."],
       table_rows)
   scopes = sorted({ctx.specs[runs.probe_name(f, key)].cfg.encoder.get("frozen_scope", "all")
-                   for f in suite.FAMILIES for _, key in ENCODERS})
+                   for f in families for _, key in encoders})
   table += (f"\n\nFrozen in the probes: {' / '.join(scopes)} ('all': the encoder's token embedding and "
             "blocks; 'blocks': its blocks, behind a fresh trainable embedding, as the paper).")
   table += "\n\nAutoencoder / causal LM token accuracy: " + ", ".join(
       f"{family} {ratio:.1f}x" for family, ratio in ratios.items())
-  fig, axes = reporting.figure(3)
-  for ax, family in zip(axes[:2], suite.FAMILIES):
+  fig, axes = reporting.figure(len(families) + 1)
+  for ax, family in zip(axes, families):
     family_rows = [r for r in rows if r["family"] == family]
     reporting.plot_bars(ax, [r["encoder"] for r in family_rows], [r["token_accuracy"] for r in family_rows],
                     title=f"{family}: probe token accuracy", ylabel="held-out token accuracy")
     ax.axhline(floor[family]["token_accuracy"], color="gray", linestyle="--", linewidth=1,
                label="unigram floor (no information)")
     ax.legend(fontsize=7, loc="upper left")
-  reporting.plot_curves(axes[2], {f"{family} {label}": ctx.curve(runs.probe_name(family, key),
-                                                              "reconstruction/loss")
-                              for family in suite.FAMILIES for label, key in ENCODERS},
-                    title="probe eval loss", ylabel="cross-entropy (nats)")
+  reporting.plot_curves(axes[-1], {f"{family} {label}": ctx.curve(runs.probe_name(family, key),
+                                                               "reconstruction/loss")
+                                   for family in families for label, key in encoders},
+                        title="probe eval loss", ylabel="cross-entropy (nats)")
   return {"rows": rows, "unigram_floor": floor, "autoencoder_to_causal_accuracy": ratios, "table": table,
-          "figures": [reporting.save(fig, ctx.out / "information.png")],
+          "probe_frozen_scope": " / ".join(scopes),
+          "figures": [reporting.save(fig, ctx.out / figure)],
           "trained_models": {runs.shared(ctx.scale, family)[key].name:
                              ctx.eval(runs.shared(ctx.scale, family)[key].name)
-                             for family in suite.FAMILIES for _, key in ENCODERS if key}}
+                             for family in families for _, key in encoders if key}}
 
 
 EXPERIMENT = suite.Experiment("information", "Information in one embedding (paper §5.1)", plan, report)

@@ -14,15 +14,10 @@ import pathlib
 
 from memjax.experiments import suite
 
-# Training steps of the shared runs. cpu: sized so that each experiment trains in at most 20 minutes
-# from an empty workdir on 2 cores (docs/results.md measures it).
-STEPS = {
-    "clm": {"tiny": 2, "cpu": 500, "paper": 200_000},
-    "autoencoder": {"tiny": 2, "cpu": 1000, "paper": 200_000},
-    "memory": {"tiny": 2, "cpu": 400, "paper": 200_000},
-    "combined": {"tiny": 2, "cpu": 300, "paper": 100_000},
-    "probe": {"tiny": 2, "cpu": 300, "paper": 200_000},
-}
+# Every shared run trains for its config file's steps at the scale's preset (configs/*.py: at cpu
+# scale sized so that each experiment trains in at most 20 minutes from an empty workdir on 2 cores,
+# docs/results.md), except the combined-objective memory models:
+COMBINED_STEPS = {"cpu": 300, "paper": 100_000}
 
 # Probe names by the key of the probed run (None: an untrained encoder), as the information
 # experiment first named them after its table's labels; other probed runs: <family>_probe_<key>.
@@ -33,17 +28,16 @@ EMBED_INDEX = {"clm": -2}
 
 
 def clm(scale: str, family: str) -> suite.RunSpec:
-  return suite.RunSpec(f"{family}_clm", suite.config("clm.py", scale, STEPS["clm"], family=family))
+  return suite.RunSpec(f"{family}_clm", suite.config("clm.py", scale, family=family))
 
 
 def autoencoder(scale: str, family: str, feed: str | None = None) -> suite.RunSpec:
-  """The shared autoencoder (decoder fed the unrolled embedding below paper scale, the preset's feed
-  at paper scale), or one fed `feed` where that differs: <family>_autoencoder_<feed>."""
-  shared = suite.RunSpec(f"{family}_autoencoder", suite.config(
-      "autoencoder.py", scale, STEPS["autoencoder"], family=family, feed="unroll" if scale != "paper" else ""))
+  """The shared autoencoder (its decoder fed as the preset feeds it: unrolled below paper scale), or
+  one fed `feed` where that differs: <family>_autoencoder_<feed>."""
+  shared = suite.RunSpec(f"{family}_autoencoder", suite.config("autoencoder.py", scale, family=family))
   if feed is None or shared.cfg.decoder.feed == feed:
     return shared
-  cfg = suite.config("autoencoder.py", scale, STEPS["autoencoder"], family=family, feed=feed)
+  cfg = suite.config("autoencoder.py", scale, family=family, feed=feed)
   return suite.RunSpec(f"{family}_autoencoder_{feed}", cfg)
 
 
@@ -52,7 +46,7 @@ def memory(scale: str, family: str, kind: str = "parallel", *, slots: str = "fix
   """A memory model (configs/memory.py) reading 4 chunks. Names: the parallel, fixed-slot models by
   their objective (<family>_memory_clm, _memory_combined, _memory_combined_blank for the blank-copy
   view), the others by kind (<family>_memory_none, _memory_parallel_variable, ...)."""
-  steps = STEPS["combined"] if stages == "combined" else STEPS["memory"]
+  steps = COMBINED_STEPS if stages == "combined" else None
   cfg = suite.config("memory.py", scale, steps, family=family, kind=kind, stages=stages)
   cfg.memory.slots = slots
   if stages == "combined":  # the view of the copy half: visible tokens unless asked (the paper
@@ -99,6 +93,6 @@ def probe(scale: str, family: str, key: str | None, root: pathlib.Path, n_ctx: i
   source = probed(scale, family, key, n_ctx)
   own_length = source is None or source.name == shared(scale, family)[key].name
   name = probe_name(family, key) if own_length else f"{family}_probe_{key}_c{n_ctx}"
-  cfg = suite.probe(scale, STEPS["probe"], source, root, embed_index=EMBED_INDEX.get(key, -1),
+  cfg = suite.probe(scale, source, root, embed_index=EMBED_INDEX.get(key, -1),
                     architecture=clm(scale, family).cfg.model)
   return suite.RunSpec(name, cfg)

@@ -7,8 +7,9 @@ experiments (or `reproduce all`) that need the same run train it once, and a run
 (or interrupted) is resumed, so an experiment re-run only redoes its report. A name always stands
 for one config; loop.run refuses a workdir whose run has a different one.
 
-Scales: `tiny` (tests: seconds per run), `cpu` (the docs/results.md numbers: minutes on 2 CPU cores,
-the `small` presets of configs/) and `paper` (the paper's sizes, for an accelerator).
+Scales: `tiny` (tests: seconds per run), `cpu` (the docs/results.md numbers: minutes on 2 CPU cores)
+and `paper` (the paper's sizes, for an accelerator); each is a preset of the config files in configs/
+(PRESETS), so a run's config is `configs/<file>:<preset>,<keys>` and this layer only picks the keys.
 """
 
 from __future__ import annotations
@@ -23,18 +24,13 @@ import ml_collections
 
 from memjax import config as mc
 
-SCALES: tuple[str, ...] = ("tiny", "cpu", "paper")
-PRESETS = {"tiny": "tiny", "cpu": "small", "paper": "paper"}
+SCALES: tuple[str, ...] = ("tiny", "cpu", "paper")  # every experiment's
+# The config preset of each scale (memjax/config.py SIZES); `demo` is the headline's (make demo),
+# which only experiments/headline.py plans.
+PRESETS = {"tiny": "smoke", "cpu": "cpu", "paper": "paper", "demo": "demo"}
 FAMILIES: tuple[str, ...] = ("mixer", "transformer")
 CHECKOUT_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 RUNS = "runs"
-CPU_MIXER_LR = 5e-3  # the headline's measured choice for d=128 mixers (docs/headline.md)
-CPU_MIXER_KERNEL = 8
-# Tokens per window (per memory-model chunk) at cpu scale: the `small` preset's 32 halved, so that
-# a transformer autoencoder learns in 1000 steps and each experiment trains within the 20-minute
-# budget on 2 cores (the figures at 16 and 32 tokens: docs/results.md).
-CPU_N_CTX = 16
-CPU_MEMORY_BATCH = 16  # memory models: 16 x 64 tokens (4 chunks of 16), a CLM batch's 1024 tokens per step
 
 
 def configs_dir() -> pathlib.Path:
@@ -62,45 +58,21 @@ def at_length(spec: RunSpec, n_ctx: int) -> RunSpec:
   return RunSpec(f"{spec.name}_c{n_ctx}", cfg)
 
 
-def check_scale(scale: str) -> None:
-  if scale not in SCALES:
-    raise ValueError(f"unknown scale {scale!r}; choose from {SCALES}")
+def check_scale(scale: str, scales: Sequence[str] = SCALES) -> None:
+  if scale not in scales:
+    raise ValueError(f"unknown scale {scale!r}; choose from {tuple(scales)}")
 
 
-def towers(cfg: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-  return [cfg[key] for key in ("model", "encoder", "decoder") if key in cfg]
-
-
-def config(file: str, scale: str, steps: int | dict[str, int], **args: Any) -> ml_collections.ConfigDict:
-  """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'), trained for `steps`.
-
-  `steps` is one number or a dict by scale ({'tiny': 4, 'cpu': 800, 'paper': 200_000}). At `cpu`
-  scale mixers use kernel 8 and lr 5e-3, as the headline does, windows (memory chunks) are
-  CPU_N_CTX tokens and memory models train on CPU_MEMORY_BATCH sequences per step.
+def config(file: str, scale: str, steps: int | dict[str, int] | None = None, **args: Any) -> ml_collections.ConfigDict:
+  """`configs/<file>` at the scale's preset with `args` (e.g. family='mixer'): what
+  `--config=configs/<file>:<preset>,<key>=<value>,...` gives. `steps` (one number, or by scale:
+  {'cpu': 300}) where the run trains for other than its file's steps at that preset.
   """
-  check_scale(scale)
+  check_scale(scale, PRESETS)
+  steps = steps.get(scale) if isinstance(steps, dict) else steps
+  args = args | ({"steps": steps} if steps else {})
   arg = ",".join([PRESETS[scale]] + [f"{key}={value}" for key, value in args.items()])
-  cfg = mc.load(configs_dir() / file, arg)
-  total = steps[scale] if isinstance(steps, dict) else steps
-  if scale == "tiny":
-    cfg.train.update(steps=total, log_every=1, eval_every=total, checkpoint_every=total,
-                     eval_batches=1, warmup_steps=min(cfg.train.warmup_steps, total - 1))
-    for tower in towers(cfg):
-      tower.n_layers = 1  # compilation is most of a tiny run's time
-  elif scale == "cpu":
-    cfg.train.update(steps=total, log_every=max(total // 20, 1), eval_every=max(total // 5, 1),
-                     checkpoint_every=max(total // 2, 1), warmup_steps=min(100, total // 10))
-    cfg.data.n_ctx = CPU_N_CTX * (cfg.memory.chunks if "memory" in cfg else 1)
-    if "memory" in cfg:
-      cfg.train.batch_size = CPU_MEMORY_BATCH
-    if any(t.family == "mixer" for t in towers(cfg)):
-      cfg.train.lr = CPU_MIXER_LR
-    for tower in towers(cfg):
-      if tower.family == "mixer":
-        tower.mixer_kernel = CPU_MIXER_KERNEL
-  else:
-    cfg.train.update(steps=total, checkpoint_every=min(cfg.train.checkpoint_every, total))
-  return cfg
+  return mc.load(configs_dir() / file, arg)
 
 
 def encoder_section(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -133,22 +105,17 @@ def reuse_encoder(cfg: ml_collections.ConfigDict, source: RunSpec | None, root: 
   return cfg
 
 
-def probe(scale: str, steps: int | dict[str, int], source: RunSpec | None, root: pathlib.Path, *,
-          embed_index: int = -1, architecture: ml_collections.ConfigDict | None = None,
-          n_ctx: int | None = None, feed: str | None = None) -> ml_collections.ConfigDict:
+def probe(scale: str, source: RunSpec | None, root: pathlib.Path, *, embed_index: int = -1,
+          architecture: ml_collections.ConfigDict | None = None, n_ctx: int | None = None,
+          feed: str | None = None) -> ml_collections.ConfigDict:
   """An information probe (paper Fig. 1) of `source`'s frozen encoder: a fresh decoder trained to
   regenerate the encoder's input from its single embedding. `source=None` probes an untrained encoder
   of `architecture`. The probe's context is the encoder's (a memory model's chunk length) unless
-  `n_ctx` is given (transformer encoders read any length; mixers only their own).
-
-  At cpu and tiny scale the decoder is fed the unrolled embedding in both families (the headline's
-  measured choice); at paper scale the preset's feed (repeat for mixers, unroll for transformers).
+  `n_ctx` is given (transformer encoders read any length; mixers only their own). The decoder is fed
+  as the preset feeds it (configs/probe.py) unless `feed` is given.
   """
   arch = encoder_section(source.cfg) if source else architecture
-  family = arch.family
-  if feed is None and scale != "paper":
-    feed = "unroll"
-  cfg = config("probe.py", scale, steps, family=family, **({"feed": feed} if feed else {}))
+  cfg = config("probe.py", scale, family=arch.family, **({"feed": feed} if feed else {}))
   reuse_encoder(cfg, source, root, embed_index=embed_index, architecture=architecture)
   if n_ctx is not None:
     cfg.data.n_ctx = n_ctx
@@ -220,6 +187,7 @@ class Experiment:
   title: str
   plan: Callable[[str, pathlib.Path], list[RunSpec]]
   report: Callable[["Context"], dict[str, Any]]
+  scales: tuple[str, ...] = SCALES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +211,7 @@ class Context:
 def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path, *,
                    progress: bool = True) -> dict[str, Any]:
   """Trains an experiment's runs and writes <root>/<name>/{results.json, results.md, *.png}."""
-  check_scale(scale)
+  check_scale(scale, experiment.scales)
   root = pathlib.Path(root)
   start = time.perf_counter()
   specs = experiment.plan(scale, root)
