@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models as tokenizer_models
 from memjax import convert, score
 from memjax.models import hf_llama
 from memjax.models.config import StackConfig
-from memjax.models.stack import TokenEncoder
+from memjax.models.stack import Tower
 from memjax.training import encoders
 
 VOCAB = 50
@@ -33,7 +33,7 @@ def tokenizer_json(vocab=VOCAB):
 
 
 def save_hf_model(directory, params, cfg: StackConfig):
-  """Writes memjax TokenEncoder parameters under Hugging Face Llama names (the inverse mapping)."""
+  """Writes memjax Tower parameters under Hugging Face Llama names (the inverse mapping)."""
   weights = {"model.embed_tokens.weight": params["embed"]["embedding"],
              "model.norm.weight": params["stack"]["norm"]["scale"]}
   for path, (name, transpose) in hf_llama.LAYER_WEIGHTS.items():
@@ -50,7 +50,7 @@ def save_hf_model(directory, params, cfg: StackConfig):
 def test_round_trip_through_hugging_face_names(tmp_path):
   cfg = hf_llama.architecture(HF_CONFIG)
   assert (cfg.d_model, cfg.n_layers, cfg.kv_heads, cfg.hidden_dim, cfg.vocab_size) == (32, 2, 2, 48, 50)
-  params = nnx.to_pure_dict(nnx.state(TokenEncoder(cfg, rngs=nnx.Rngs(0)), nnx.Param))
+  params = nnx.to_pure_dict(nnx.state(Tower(cfg, rngs=nnx.Rngs(0)), nnx.Param))
   save_hf_model(tmp_path / "model", params, cfg)
   loaded_cfg, loaded = hf_llama.load(tmp_path / "model")
   assert loaded_cfg == cfg
@@ -123,7 +123,7 @@ def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_exports_as_an_encod
   out = encoders.import_hf_llama(str(tmp_path / "hf"), str(tmp_path / "encoder"))
   assert json.loads((out / encoders.ENCODER_JSON).read_text())["architecture"]["rope_type"] == "llama3"
   cfg, trunk = hf_llama.load(tmp_path / "hf")
-  encoder = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))), trunk)
+  encoder = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: Tower(cfg, rngs=nnx.Rngs(0)))), trunk)
   reference = transformers.LlamaModel.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
   with torch.no_grad():  # (a float32 model: casting the bf16 one would keep its bf16 RoPE buffer)
     hidden = reference(torch.tensor(TOKENS)).last_hidden_state.numpy()

@@ -28,7 +28,7 @@ from memjax.generation import cache as cache_lib
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
 from memjax.models.recurrent import RecurrentMemoryModel
-from memjax.models.stack import TokenEncoder, logits_from
+from memjax.models.stack import Tower, logits_from
 
 State = dict
 
@@ -205,7 +205,7 @@ class RecurrentDecoding:
     return state | {"cache": cache, "fill": jnp.zeros((B,), jnp.int32)}
 
   def _tokens(self, model: RecurrentMemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
-    decoder: TokenEncoder = model.decoder
+    decoder: Tower = model.decoder
     h_BxNxD, cache = decoder.stack.decode(decoder.embed(tokens_BxN), state["cache"], 1 + state["fill"])
     hidden_BxD = _at(h_BxNxD, count_B - 1)
     state = state | {"cache": cache, "fill": state["fill"] + count_B, "hidden": hidden_BxD}
@@ -242,7 +242,7 @@ Decoding = CausalDecoding | MemoryDecoding | RecurrentDecoding
 def for_model(model: nnx.Module, context: int, *, prefill_block: int = 1024) -> Decoding:
   """The decoding of a model that holds `context` tokens (its training data.n_ctx)."""
   tower = getattr(model, "decoder", None) if not isinstance(model, CausalLM) else model.encoder
-  if isinstance(tower, TokenEncoder):
+  if isinstance(tower, Tower):
     tower.stack.decodes_itself()  # a block family with half the decode methods is named here
   if isinstance(model, CausalLM):
     limit = model.encoder.stack.max_length()

@@ -1,7 +1,7 @@
 """Model registry: builds any memjax model from an ml_collections config.
 
 Every model maps token ids [B, T] to a dict holding 'logits' [B, T, V]. Models with an `encoder`
-attribute (a `TokenEncoder`: causal LMs, autoencoders, parallel and oracle memory models) have
+attribute (a `Tower`: causal LMs, autoencoders, parallel and oracle memory models) have
 single embeddings that can be probed, exported and frozen.
 """
 

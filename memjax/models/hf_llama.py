@@ -193,7 +193,7 @@ def _check_tensors(reader: SafetensorsReader, cfg: StackConfig, tie: bool, prefi
 
 def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
                 head: bool = True) -> dict[str, Any]:
-  """{'encoder': TokenEncoder parameters, 'head': {'kernel'} (untied only)} as float32 numpy.
+  """{'encoder': Tower parameters, 'head': {'kernel'} (untied only)} as float32 numpy.
 
   Every stacked array is allocated once and filled layer by layer (peak: the arrays plus one tensor).
   """
@@ -247,7 +247,7 @@ def load_causal_lm(model_dir: str | pathlib.Path) -> tuple[StackConfig, bool, di
 
 
 def load(model_dir: str | pathlib.Path) -> tuple[StackConfig, dict[str, Any]]:
-  """(architecture, TokenEncoder parameters) of the HF model saved in `model_dir` (its trunk only)."""
+  """(architecture, Tower parameters) of the HF model saved in `model_dir` (its trunk only)."""
   model_dir = pathlib.Path(model_dir)
   cfg, tie = read_config(read_hf_config(model_dir))
   return cfg, read_params(open_weights(model_dir), cfg, tie, head=False)["encoder"]

@@ -6,14 +6,14 @@ import jax
 from flax import nnx
 
 from memjax.models.config import StackConfig
-from memjax.models.stack import TokenEncoder, lm_head, logits_from
+from memjax.models.stack import Tower, lm_head, logits_from
 
 
 class CausalLM(nnx.Module):
   """tokens [B, T] -> {'logits' [B, T, V] (position t predicts token t+1), 'hidden' [B, T, D]}."""
 
   def __init__(self, cfg: StackConfig, *, tie_embeddings: bool = False, rngs: nnx.Rngs):
-    self.encoder = TokenEncoder(cfg, rngs=rngs)
+    self.encoder = Tower(cfg, rngs=rngs)
     self.head = None if tie_embeddings else lm_head(cfg, rngs)
 
   def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:

@@ -6,7 +6,7 @@ wherever the run kept it: trained, or itself frozen). Both are checked against t
 (architecture, parameter shapes, tokenizer) before anything is restored.
 
 `encoder.frozen=True` freezes the encoder; `encoder.frozen_scope` says how much of it:
-  all     the whole `TokenEncoder` (token embedding and blocks) is loaded and frozen;
+  all     the whole `Tower` (token embedding and blocks) is loaded and frozen;
   blocks  the blocks (and final norm) are loaded and frozen behind a fresh, trainable token
           embedding: the reference's frozen encoders and information probes (its `self.wte`).
 """
@@ -27,7 +27,7 @@ from memjax.training.run_folder import CHECKPOINTS, CONFIG_JSON, TOKENIZER_JSON
 
 ENCODER_JSON = "encoder.json"
 FROZEN_SCOPES = ("all", "blocks")
-PARTS = ("embed", "stack")  # the subtrees of a TokenEncoder's parameters
+PARTS = ("embed", "stack")  # the subtrees of a Tower's parameters
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,7 +96,7 @@ class LMSource:
   step: int
   arch: StackConfig  # without LoRA: adapters are merged when the parameters are read
   tie: bool
-  trunk: str  # the TokenEncoder's name in the run's parameters: 'encoder' (clm) or 'decoder'
+  trunk: str  # the Tower's name in the run's parameters: 'encoder' (clm) or 'decoder'
   lora_scale: float  # alpha / rank of the run's adapters (0: none)
   tokenizer_digest: str
   hf_config: dict[str, Any]
