@@ -29,8 +29,8 @@ from flax import nnx
 
 from memjax.config import load as load_config
 from memjax.data import SpecialIds
-from memjax.metrics.information import (bits_per_byte, entropy_proportion, fraction_recovered,
-                                        token_accuracy, token_cross_entropy, uniform_logit_entropy)
+from memjax.metrics.entropy import (bits_per_byte, entropy_proportion, fraction_recovered,
+                                   token_accuracy, token_cross_entropy, uniform_logit_entropy)
 from memjax.models.bridge import embedding_at
 from memjax.models.config import StackConfig
 from memjax.objectives import Forward, Objective, View, call_model

@@ -12,7 +12,7 @@ import pathlib
 from typing import Any
 
 from memjax.experiments import reporting, runs, suite
-from memjax.metrics.information import bits_per_byte
+from memjax.metrics.entropy import bits_per_byte
 
 STEPS = {"tiny": 2, "cpu": 500, "paper": 200_000}
 FEEDS = ("repeat", "unroll")
