@@ -27,6 +27,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from memjax import models as _models
 from memjax.config import load as load_config
 from memjax.data import SpecialIds
 from memjax.metrics.entropy import (bits_per_byte, entropy_proportion, fraction_recovered,
@@ -78,7 +79,7 @@ def encoder_embedding(model: nnx.Module, tokens_BxT: jax.Array, index: int | Non
   Autoencoders, parallel and oracle memory models and causal LMs have one; T must be the encoder's
   length (a memory model's chunk length).
   """
-  encoder = getattr(model, "encoder", None)
+  encoder = _models.encoder_tower(model)
   if encoder is None:
     raise ValueError(f"{type(model).__name__} has no encoder tower (a memory model of kind 'none', "
                      "'full' or 'recurrent'?)")

@@ -118,7 +118,7 @@ def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_exports_as_an_encod
   model = hf_model(tmp_path / "hf", tie=False, rope=LLAMA3, dtype=torch.bfloat16)
   _, _, params, _ = hf_llama.load_causal_lm(tmp_path / "hf")
   expected = model.model.layers[1].self_attn.k_proj.weight.detach().float().numpy().T
-  np.testing.assert_array_equal(params["encoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
+  np.testing.assert_array_equal(params["decoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
   # memjax.export --hf_llama: the trunk as a frozen-encoder export, same hidden states as LlamaModel.
   out = encoders.import_hf_llama(str(tmp_path / "hf"), str(tmp_path / "encoder"))
   assert json.loads((out / encoders.ENCODER_JSON).read_text())["architecture"]["rope_type"] == "llama3"
