@@ -76,8 +76,8 @@ def encoder_embedding(model: nnx.Module, tokens_BxT: jax.Array, index: int | Non
   """The single embedding [B, D] of each sequence from the model's encoder tower (the one that is
   probed, exported and frozen), at position `index` (default: the model's `embed_index`, or -1).
 
-  Autoencoders, parallel and oracle memory models and causal LMs have one; T must be the encoder's
-  length (a memory model's chunk length).
+  Autoencoders, parallel and oracle memory models and causal LMs (their decoder) have one; T must be
+  the encoder's length (a memory model's chunk length).
   """
   encoder = _models.encoder_tower(model)
   if encoder is None:
