@@ -27,10 +27,11 @@ import jax
 import ml_collections
 from flax import nnx
 
+from memjax import models as _models
 from memjax.config import load as load_config
 from memjax.data import SpecialIds
-from memjax.metrics.information import (bits_per_byte, entropy_proportion, fraction_recovered,
-                                        token_accuracy, token_cross_entropy, uniform_logit_entropy)
+from memjax.metrics.entropy import (bits_per_byte, entropy_proportion, fraction_recovered,
+                                   token_accuracy, token_cross_entropy, uniform_logit_entropy)
 from memjax.models.bridge import embedding_at
 from memjax.models.config import StackConfig
 from memjax.objectives import Forward, Objective, View, call_model
@@ -75,10 +76,10 @@ def encoder_embedding(model: nnx.Module, tokens_BxT: jax.Array, index: int | Non
   """The single embedding [B, D] of each sequence from the model's encoder tower (the one that is
   probed, exported and frozen), at position `index` (default: the model's `embed_index`, or -1).
 
-  Autoencoders, parallel and oracle memory models and causal LMs have one; T must be the encoder's
-  length (a memory model's chunk length).
+  Autoencoders, parallel and oracle memory models and causal LMs (their decoder) have one; T must be
+  the encoder's length (a memory model's chunk length).
   """
-  encoder = getattr(model, "encoder", None)
+  encoder = _models.encoder_tower(model)
   if encoder is None:
     raise ValueError(f"{type(model).__name__} has no encoder tower (a memory model of kind 'none', "
                      "'full' or 'recurrent'?)")

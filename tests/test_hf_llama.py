@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models as tokenizer_models
 from memjax import cli, convert, export, score
 from memjax.models import hf_llama
 from memjax.models.config import StackConfig
-from memjax.models.stack import TokenEncoder
+from memjax.models.stack import Tower
 from memjax.training import encoders, run_folder
 
 VOCAB = 50
@@ -33,7 +33,7 @@ def tokenizer_json(vocab=VOCAB):
 
 
 def save_hf_model(directory, params, cfg: StackConfig):
-  """Writes memjax TokenEncoder parameters under Hugging Face Llama names (the inverse mapping)."""
+  """Writes memjax Tower parameters under Hugging Face Llama names (the inverse mapping)."""
   weights = {"model.embed_tokens.weight": params["embed"]["embedding"],
              "model.norm.weight": params["stack"]["norm"]["scale"]}
   for path, (name, transpose) in hf_llama.LAYER_WEIGHTS.items():
@@ -50,11 +50,11 @@ def save_hf_model(directory, params, cfg: StackConfig):
 def test_round_trip_through_hugging_face_names(tmp_path):
   cfg = hf_llama.architecture(HF_CONFIG)
   assert (cfg.d_model, cfg.n_layers, cfg.kv_heads, cfg.hidden_dim, cfg.vocab_size) == (32, 2, 2, 48, 50)
-  params = nnx.to_pure_dict(nnx.state(TokenEncoder(cfg, rngs=nnx.Rngs(0)), nnx.Param))
+  params = nnx.to_pure_dict(nnx.state(Tower(cfg, rngs=nnx.Rngs(0)), nnx.Param))
   save_hf_model(tmp_path / "model", params, cfg)
   loaded_cfg, tie = hf_llama.read_config(hf_llama.read_hf_config(tmp_path / "model"))
   assert loaded_cfg == cfg
-  loaded = hf_llama.read_params(hf_llama.open_weights(tmp_path / "model"), cfg, tie, head=False)["encoder"]
+  loaded = hf_llama.read_params(hf_llama.open_weights(tmp_path / "model"), cfg, tie, head=False)["decoder"]
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params))
 
 
@@ -119,7 +119,7 @@ def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_loads_as_an_encoder
   model = hf_model(tmp_path / "hf", tie=False, rope=LLAMA3, dtype=torch.bfloat16)
   _, _, params, _ = hf_llama.load_causal_lm(tmp_path / "hf")
   expected = model.model.layers[1].self_attn.k_proj.weight.detach().float().numpy().T
-  np.testing.assert_array_equal(params["encoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
+  np.testing.assert_array_equal(params["decoder"]["stack"]["blocks"]["attn"]["k"]["kernel"][1], expected)
   # The converted folder as `encoder.checkpoint` (a frozen encoder), and its trunk exported alone
   # (memjax.export): read as a run reads them, both give LlamaModel's hidden states.
   cli.call(convert, ["hf-llama", str(tmp_path / "hf"), str(tmp_path / "converted")])
@@ -131,7 +131,7 @@ def test_bfloat16_checkpoints_are_read_exactly_and_the_trunk_loads_as_an_encoder
     source = encoders.locate(str(folder))
     assert source.architecture["rope_type"] == "llama3"
     cfg = StackConfig(**source.architecture)
-    abstract = nnx.eval_shape(lambda: TokenEncoder(cfg, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: Tower(cfg, rngs=nnx.Rngs(0)))
     target = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
     trunk = encoders.load(str(folder), cfg, run_folder.tokenizer_digest(folder), target)
     encoder = nnx.merge(nnx.graphdef(abstract), trunk)

@@ -37,4 +37,4 @@ def test_tied_embeddings_use_the_embedding_matrix():
   model = CausalLM(config(family="transformer"), tie_embeddings=True, rngs=nnx.Rngs(0))
   assert model.head is None
   out = model(jax.numpy.zeros((1, 12), jax.numpy.int32))
-  np.testing.assert_allclose(out["logits"], out["hidden"] @ model.encoder.embed.embedding[...].T, atol=1e-5)
+  np.testing.assert_allclose(out["logits"], out["hidden"] @ model.decoder.embed.embedding[...].T, atol=1e-5)

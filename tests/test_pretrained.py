@@ -85,7 +85,7 @@ def test_lora_trains_only_adapters_and_encoder_and_merges_into_the_export(tiny, 
   before = {"params": leaves(run.state.params), "frozen": leaves(run.state.frozen)}
   stored = pretrained.read(pretrained.locate(str(converted)))
   # The frozen decoder is the converted model, bit for bit; only adapters, encoder and bridge train.
-  for name, value in leaves(stored["encoder"]).items():
+  for name, value in leaves(stored["decoder"]).items():
     np.testing.assert_array_equal(before["frozen"][f"decoder/{name}"], value)
   assert "head" not in before["frozen"] and "head" not in before["params"]  # tied
   assert all(n.startswith(("encoder/", "bridge/")) or n.endswith(("lora_a", "lora_b")) for n in before["params"])
@@ -104,7 +104,7 @@ def test_lora_trains_only_adapters_and_encoder_and_merges_into_the_export(tiny, 
   arch = pretrained.locate(str(tmp_path / "run")).arch.replace(lora_rank=8, lora_alpha=4.0)
   decoder = merge_trees(run.state.params, run.state.frozen)["decoder"]
   lm = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: CausalLM(arch, tie_embeddings=True, rngs=nnx.Rngs(0)))),
-                 {"encoder": jax.device_get(decoder)})
+                 {"decoder": jax.device_get(decoder)})
   tokens = np.random.RandomState(0).randint(0, 512, (2, 12))
   cli.call(convert, ["to-hf", str(tmp_path / "run"), str(tmp_path / "hf")])
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
@@ -117,7 +117,7 @@ def test_full_fine_tuning_trains_the_loaded_decoder(tiny, converted, tmp_path):
   cfg = memory_config(tiny, converted, encoding="random")
   trainer = loop.Trainer(cfg)
   state = trainer.init_state()
-  stored = leaves(pretrained.read(pretrained.locate(str(converted)))["encoder"])
+  stored = leaves(pretrained.read(pretrained.locate(str(converted)))["decoder"])
   params = leaves(state.params)
   for name, value in stored.items():
     np.testing.assert_array_equal(params[f"decoder/{name}"], value)
@@ -147,7 +147,7 @@ def test_llm_probe_sweeps_n_ctx_on_a_converted_model(tiny, converted, tmp_path):
   assert (tmp_path / "probe" / "results.md").read_text().count("| 8 |") == 1
   # The probed encoder is the converted model, frozen (its token embedding included).
   assert llm_probe.run_config(cfg, 16, 128, 8).train.batch_size == 8
-  stored = leaves(pretrained.read(pretrained.locate(str(converted)))["encoder"])
+  stored = leaves(pretrained.read(pretrained.locate(str(converted)))["decoder"])
   mngr = checkpoint.manager(tmp_path / "probe" / "n_ctx_16" / "checkpoints")
   shapes = checkpoint.stored_shapes(mngr, 2)
   target = encoders.unflatten({n: jax.ShapeDtypeStruct(s, np.float32) for n, s in shapes.items()

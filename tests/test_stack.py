@@ -4,14 +4,14 @@ import pytest
 from flax import nnx
 
 from memjax.models.config import StackConfig
-from memjax.models.stack import Stack, TokenEncoder
+from memjax.models.stack import Stack, Tower
 
 
 @pytest.mark.parametrize("family", ["transformer", "mixer"])
 def test_scanned_and_unrolled_layers_compute_the_same(family):
   cfg = StackConfig(family=family, d_model=16, n_layers=3, length=8, vocab_size=32, n_heads=2)
-  unrolled = TokenEncoder(cfg, rngs=nnx.Rngs(0))
-  scanned = TokenEncoder(cfg.replace(scan_layers=True), rngs=nnx.Rngs(0))
+  unrolled = Tower(cfg, rngs=nnx.Rngs(0))
+  scanned = Tower(cfg.replace(scan_layers=True), rngs=nnx.Rngs(0))
   tokens = jax.random.randint(jax.random.key(1), (2, 8), 0, 32)
   np.testing.assert_allclose(unrolled(tokens), scanned(tokens), atol=1e-5)
 

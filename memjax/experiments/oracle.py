@@ -12,7 +12,7 @@ import pathlib
 from typing import Any
 
 from memjax.experiments import reporting, runs, suite
-from memjax.metrics.information import bits_per_byte
+from memjax.metrics.entropy import bits_per_byte
 
 STEPS = {"cpu": 500}  # as the causal LM it is compared with; elsewhere configs/memory.py's steps
 FEEDS = ("repeat", "unroll")

@@ -19,12 +19,12 @@ def tokens_per_second(ctx: suite.Context, name: str) -> float:
 
 
 def fraction_recovered(loss: float, no_memory_loss: float, trainable_memory_loss: float) -> float:
-  """metrics.information.fraction_recovered, nan where memories made no difference at all."""
-  from memjax.metrics import information
+  """metrics.entropy.fraction_recovered, nan where memories made no difference at all."""
+  from memjax.metrics import entropy
 
   if no_memory_loss == trainable_memory_loss:
     return float("nan")
-  return information.fraction_recovered(loss, no_memory_loss, trainable_memory_loss)
+  return entropy.fraction_recovered(loss, no_memory_loss, trainable_memory_loss)
 
 
 def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:

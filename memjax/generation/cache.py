@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import jax
 
-from memjax.models.stack import TokenEncoder
+from memjax.models.stack import Tower
 
 StackCache = list  # one pytree per layer
 
 
-def stack_cache(tower: TokenEncoder, batch: int, length: int) -> StackCache:
+def stack_cache(tower: Tower, batch: int, length: int) -> StackCache:
   """Zeros for `length` positions of every layer of a tower's stack."""
   limit = tower.stack.max_length()
   if limit is not None and length > limit:

@@ -28,7 +28,7 @@ from memjax.generation import cache as cache_lib
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
 from memjax.models.recurrent import RecurrentMemoryModel
-from memjax.models.stack import TokenEncoder, logits_from
+from memjax.models.stack import Tower, logits_from
 
 State = dict
 
@@ -71,11 +71,11 @@ class CausalDecoding:
     return min(bucket, cache_len)
 
   def init(self, model: CausalLM, batch: int, cache_len: int) -> State:
-    return {"cache": cache_lib.stack_cache(model.encoder, batch, cache_len),
+    return {"cache": cache_lib.stack_cache(model.decoder, batch, cache_len),
             "length": jnp.zeros((batch,), jnp.int32)}
 
   def _logits(self, model: CausalLM, hidden_BxD: jax.Array) -> jax.Array:
-    return logits_from(hidden_BxD[:, None], model.head, model.encoder.embed)[:, 0]
+    return logits_from(hidden_BxD[:, None], model.head, model.decoder.embed)[:, 0]
 
   def prefill(self, model: CausalLM, state: State, prompt_BxP: jax.Array, lengths_B: jax.Array):
     B, P = prompt_BxP.shape
@@ -84,20 +84,20 @@ class CausalDecoding:
 
     def one_block(carry, start):
       cache, hidden_BxD = carry
-      x_BxSxD = model.encoder.embed(jax.lax.dynamic_slice_in_dim(prompt_BxP, start, block, axis=1))
-      h_BxSxD, cache = model.encoder.stack.decode(x_BxSxD, cache, jnp.full((B,), start))
+      x_BxSxD = model.decoder.embed(jax.lax.dynamic_slice_in_dim(prompt_BxP, start, block, axis=1))
+      h_BxSxD, cache = model.decoder.stack.decode(x_BxSxD, cache, jnp.full((B,), start))
       last_B = lengths_B - 1 - start
       inside_B = (last_B >= 0) & (last_B < block)
       hidden_BxD = jnp.where(inside_B[:, None], _at(h_BxSxD, jnp.clip(last_B, 0, block - 1)), hidden_BxD)
       return (cache, hidden_BxD), None
 
-    hidden_BxD = jnp.zeros((B, model.encoder.embed.features), jnp.float32)
+    hidden_BxD = jnp.zeros((B, model.decoder.embed.features), jnp.float32)
     (cache, hidden_BxD), _ = jax.lax.scan(one_block, (state["cache"], hidden_BxD), starts)
     return {"cache": cache, "length": lengths_B}, self._logits(model, hidden_BxD)
 
   def step(self, model: CausalLM, state: State, token_B: jax.Array):
-    x_Bx1xD = model.encoder.embed(token_B[:, None])
-    h_Bx1xD, cache = model.encoder.stack.decode(x_Bx1xD, state["cache"], state["length"])
+    x_Bx1xD = model.decoder.embed(token_B[:, None])
+    h_Bx1xD, cache = model.decoder.stack.decode(x_Bx1xD, state["cache"], state["length"])
     return {"cache": cache, "length": state["length"] + 1}, self._logits(model, h_Bx1xD[:, 0])
 
 
@@ -205,7 +205,7 @@ class RecurrentDecoding:
     return state | {"cache": cache, "fill": jnp.zeros((B,), jnp.int32)}
 
   def _tokens(self, model: RecurrentMemoryModel, state: State, tokens_BxN: jax.Array, count_B: jax.Array):
-    decoder: TokenEncoder = model.decoder
+    decoder: Tower = model.decoder
     h_BxNxD, cache = decoder.stack.decode(decoder.embed(tokens_BxN), state["cache"], 1 + state["fill"])
     hidden_BxD = _at(h_BxNxD, count_B - 1)
     state = state | {"cache": cache, "fill": state["fill"] + count_B, "hidden": hidden_BxD}
@@ -241,11 +241,11 @@ Decoding = CausalDecoding | MemoryDecoding | RecurrentDecoding
 
 def for_model(model: nnx.Module, context: int, *, prefill_block: int = 1024) -> Decoding:
   """The decoding of a model that holds `context` tokens (its training data.n_ctx)."""
-  tower = getattr(model, "decoder", None) if not isinstance(model, CausalLM) else model.encoder
-  if isinstance(tower, TokenEncoder):
+  tower = getattr(model, "decoder", None)
+  if isinstance(tower, Tower):
     tower.stack.decodes_itself()  # a block family with half the decode methods is named here
   if isinstance(model, CausalLM):
-    limit = model.encoder.stack.max_length()
+    limit = model.decoder.stack.max_length()
     if limit is not None and context > limit:
       raise ValueError(f"this mixer holds {limit} tokens, not {context}")
     return CausalDecoding(context, prefill_block)

@@ -1,8 +1,8 @@
 """Model registry: builds any memjax model from an ml_collections config.
 
-Every model maps token ids [B, T] to a dict holding 'logits' [B, T, V]. Models with an `encoder`
-attribute (a `TokenEncoder`: causal LMs, autoencoders, parallel and oracle memory models) have
-single embeddings that can be probed, exported and frozen.
+Every model maps token ids [B, T] to a dict holding 'logits' [B, T, V]. Models with an encoder tower
+(`encoder_tower`: a causal LM's decoder, the encoder of autoencoders, parallel and oracle memory
+models) have single embeddings that can be probed, exported and frozen.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from memjax.models.memory import MemoryModel
 from memjax.models.oracle import OracleMemoryModel
 from memjax.models.recurrent import RecurrentMemoryModel
 from memjax.models.spec import ModelSpec, model_spec
+from memjax.models.stack import Tower
 
-__all__ = ["ModelSpec", "build_model", "encoder_config", "model_spec"]
+__all__ = ["ModelSpec", "build_model", "encoder_config", "encoder_tower", "model_spec"]
 
 
 def encoder_config(cfg: Any) -> StackConfig:
@@ -29,6 +30,12 @@ def encoder_config(cfg: Any) -> StackConfig:
   if spec.encoder is None:
     raise ValueError(f"a memory model of kind {spec.kind!r} has no encoder")
   return spec.encoder
+
+
+def encoder_tower(model: nnx.Module) -> Tower | None:
+  """The tower whose single embeddings are probed: a causal LM's decoder, else the model's encoder
+  (None for memory models without one)."""
+  return model.decoder if isinstance(model, CausalLM) else getattr(model, "encoder", None)
 
 
 def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:

@@ -13,7 +13,7 @@ from flax import nnx
 
 from memjax.models.bridge import Bridge, Unroll, embedding_at, repeat
 from memjax.models.config import StackConfig
-from memjax.models.stack import Stack, TokenEncoder, lm_head, logits_from
+from memjax.models.stack import Stack, Tower, lm_head, logits_from
 
 Feed = Literal["repeat", "unroll"]
 FEEDS: tuple[str, ...] = ("repeat", "unroll")
@@ -27,7 +27,7 @@ class Autoencoder(nnx.Module):
                rngs: nnx.Rngs):
     if feed not in FEEDS:
       raise ValueError(f"decoder feed must be one of {FEEDS}, got {feed!r}")
-    self.encoder = TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
+    self.encoder = Tower(encoder, init_convention=init_convention, rngs=rngs)
     self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
     self.unroll = Unroll(decoder.d_model, rngs=rngs) if feed == "unroll" else None
     self.decoder = Stack(decoder, rngs=rngs)

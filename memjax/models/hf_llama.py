@@ -193,7 +193,7 @@ def _check_tensors(reader: SafetensorsReader, cfg: StackConfig, tie: bool, prefi
 
 def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
                 head: bool = True) -> dict[str, Any]:
-  """{'encoder': TokenEncoder parameters, 'head': {'kernel'} (untied only)} as float32 numpy.
+  """{'decoder': Tower parameters, 'head': {'kernel'} (untied only)} as float32 numpy.
 
   Every stacked array is allocated once and filled layer by layer (peak: the arrays plus one tensor).
   """
@@ -214,7 +214,7 @@ def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
       node = node.setdefault(key, {})
     node[path[-1]] = stacked
   params: dict[str, Any] = {
-      "encoder": {"embed": {"embedding": reader.read(name("embed_tokens.weight"))},
+      "decoder": {"embed": {"embedding": reader.read(name("embed_tokens.weight"))},
                   "stack": {"blocks": blocks, "norm": {"scale": reader.read(name("norm.weight"))}}}}
   if head and not tie:
     if HEAD not in reader.index:
@@ -225,8 +225,8 @@ def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
     del weight
     params["head"] = {"kernel": kernel}
   expected = (cfg.vocab_size, cfg.d_model)
-  if params["encoder"]["embed"]["embedding"].shape != expected:
-    raise ValueError(f"embed_tokens has shape {params['encoder']['embed']['embedding'].shape}, "
+  if params["decoder"]["embed"]["embedding"].shape != expected:
+    raise ValueError(f"embed_tokens has shape {params['decoder']['embed']['embedding'].shape}, "
                      f"config.json says {expected}")
   return params
 
@@ -239,7 +239,7 @@ def read_hf_config(model_dir: str | pathlib.Path) -> dict[str, Any]:
 
 
 def load_causal_lm(model_dir: str | pathlib.Path) -> tuple[StackConfig, bool, dict[str, Any], dict[str, Any]]:
-  """(architecture, tied?, parameters {'encoder', 'head'}, the HF config) of the model in `model_dir`."""
+  """(architecture, tied?, parameters {'decoder', 'head'}, the HF config) of the model in `model_dir`."""
   model_dir = pathlib.Path(model_dir)
   hf_config = read_hf_config(model_dir)
   cfg, tie = read_config(hf_config)
@@ -247,12 +247,12 @@ def load_causal_lm(model_dir: str | pathlib.Path) -> tuple[StackConfig, bool, di
 
 
 def hf_weights(params: dict[str, Any], cfg: StackConfig, tie: bool) -> dict[str, np.ndarray]:
-  """memjax causal LM parameters {'encoder', 'head'} -> HF `LlamaForCausalLM` tensors (float32)."""
-  encoder = params["encoder"]
-  weights = {EMBED: np.asarray(encoder["embed"]["embedding"], np.float32),
-             NORM: np.asarray(encoder["stack"]["norm"]["scale"], np.float32)}
+  """memjax causal LM parameters {'decoder', 'head'} -> HF `LlamaForCausalLM` tensors (float32)."""
+  decoder = params["decoder"]
+  weights = {EMBED: np.asarray(decoder["embed"]["embedding"], np.float32),
+             NORM: np.asarray(decoder["stack"]["norm"]["scale"], np.float32)}
   for path, (name, transpose) in LAYER_WEIGHTS.items():
-    stacked = encoder["stack"]["blocks"]
+    stacked = decoder["stack"]["blocks"]
     for key in path:
       stacked = stacked[key]
     for i in range(cfg.n_layers):

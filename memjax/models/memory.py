@@ -23,7 +23,7 @@ from flax import nnx
 from memjax.models.bridge import Bridge, embedding_at
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
-from memjax.models.stack import TokenEncoder, lm_head, logits_from
+from memjax.models.stack import Tower, lm_head, logits_from
 
 Slots = Literal["fixed", "variable"]
 SLOTS: tuple[str, ...] = ("fixed", "variable")
@@ -37,7 +37,7 @@ def with_prefix(mask_BxL: jax.Array | None, prefix: int) -> jax.Array | None:
   return jnp.concatenate([jnp.ones(mask_BxL.shape[:-1] + (prefix,), mask_BxL.dtype), mask_BxL], axis=-1)
 
 
-def decode_after_prefix(decoder: TokenEncoder, head: Dense, prefix_BxSxD: jax.Array, tokens_BxL: jax.Array,
+def decode_after_prefix(decoder: Tower, head: Dense, prefix_BxSxD: jax.Array, tokens_BxL: jax.Array,
                         mask_BxL: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Decodes [prefix, embed(tokens)]; returns (logits [B, L, V] at the token positions, hidden [B, S+L, D])."""
   tokens_BxLxD = decoder.embed(tokens_BxL)
@@ -77,11 +77,11 @@ class MemoryModel(nnx.Module):
       raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
     if encoding not in ENCODINGS:
       raise ValueError(f"memory encoding must be one of {ENCODINGS}, got {encoding!r}")
-    self.encoder = (TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
+    self.encoder = (Tower(encoder, init_convention=init_convention, rngs=rngs)
                     if encoder is not None else None)
     self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
                    if encoder is not None else None)
-    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.decoder = Tower(decoder, init_convention=init_convention, rngs=rngs)
     self.head = None if tie_embeddings else lm_head(decoder, rngs, init_convention)
     self.chunks, self.slots, self.embed_index, self.pad_value = chunks, slots, embed_index, pad_value
     self.d_model, self.encoding = decoder.d_model, encoding

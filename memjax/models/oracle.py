@@ -12,7 +12,7 @@ from flax import nnx
 from memjax.models.bridge import Bridge, embedding_at
 from memjax.models.config import StackConfig
 from memjax.models.memory import decode_after_prefix
-from memjax.models.stack import TokenEncoder, lm_head
+from memjax.models.stack import Tower, lm_head
 
 
 class OracleMemoryModel(nnx.Module):
@@ -20,9 +20,9 @@ class OracleMemoryModel(nnx.Module):
 
   def __init__(self, encoder: StackConfig, decoder: StackConfig, *, embed_index: int = -1,
                compression: int = 1, init_convention: str = "memjax", rngs: nnx.Rngs):
-    self.encoder = TokenEncoder(encoder, init_convention=init_convention, rngs=rngs)
+    self.encoder = Tower(encoder, init_convention=init_convention, rngs=rngs)
     self.bridge = Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
-    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.decoder = Tower(decoder, init_convention=init_convention, rngs=rngs)
     self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
 

@@ -13,7 +13,7 @@ from flax import nnx
 
 from memjax.models.config import StackConfig
 from memjax.models.memory import decode_after_prefix
-from memjax.models.stack import TokenEncoder, lm_head
+from memjax.models.stack import Tower, lm_head
 
 
 class RecurrentMemoryModel(nnx.Module):
@@ -21,7 +21,7 @@ class RecurrentMemoryModel(nnx.Module):
 
   def __init__(self, decoder: StackConfig, *, chunks: int, pad_value: float = 1.0,
                init_convention: str = "memjax", rngs: nnx.Rngs):
-    self.decoder = TokenEncoder(decoder, init_convention=init_convention, rngs=rngs)
+    self.decoder = Tower(decoder, init_convention=init_convention, rngs=rngs)
     self.head = lm_head(decoder, rngs, init_convention)
     self.chunks, self.pad_value, self.d_model = chunks, pad_value, decoder.d_model
 

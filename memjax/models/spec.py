@@ -20,11 +20,11 @@ CAUSAL_DECODER_KINDS: tuple[str, ...] = ("parallel", "none")  # whose decoder is
 class ModelSpec:
   """The towers of a config's model.
 
-  encoder: the tower whose single embeddings are probed, exported and frozen (a causal LM's trunk,
+  encoder: the tower whose single embeddings are probed, exported and frozen (a causal LM's decoder,
            an autoencoder's or memory model's encoder); None for memory models without one.
   decoder: the tower that predicts tokens when it is not the encoder (autoencoders, memory models).
-  trunk:   the parameter group holding a causal LM that can be read on its own ('encoder' for a
-           causal LM, 'decoder' for parallel/none memory models, '' otherwise).
+  trunk:   the parameter group holding a causal LM that can be read on its own ('decoder' for a
+           causal LM and parallel/none memory models, '' otherwise).
   """
 
   task: str
@@ -39,9 +39,15 @@ class ModelSpec:
     return self.encoder is not None
 
   @property
+  def encoder_group(self) -> str:
+    """The parameter group of the `encoder` tower: a causal LM's is its 'decoder'."""
+    return "decoder" if self.task == "clm" else "encoder"
+
+  @property
   def towers(self) -> dict[str, StackConfig]:
     """Parameter group -> architecture of each tower with blocks."""
-    return {name: tower for name, tower in (("encoder", self.encoder), ("decoder", self.decoder)) if tower}
+    return {name: tower for name, tower in ((self.encoder_group, self.encoder), ("decoder", self.decoder))
+            if tower}
 
 
 def chunk_length(cfg: Any) -> int:
@@ -67,7 +73,7 @@ def model_spec(cfg: Any) -> ModelSpec:
   """The ModelSpec of a run config (refusing unknown tasks and memory kinds)."""
   vocab, n_ctx = cfg.data.vocab_size, cfg.data.n_ctx
   if cfg.task == "clm":
-    return ModelSpec("clm", "", stack_config(cfg.model, length=n_ctx, vocab_size=vocab), None, "encoder")
+    return ModelSpec("clm", "", stack_config(cfg.model, length=n_ctx, vocab_size=vocab), None, "decoder")
   if cfg.task == "autoencoder":
     return ModelSpec("autoencoder", "", stack_config(cfg.encoder, length=n_ctx, vocab_size=vocab),
                      stack_config(cfg.decoder, length=n_ctx, vocab_size=vocab), "")

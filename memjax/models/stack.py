@@ -1,4 +1,4 @@
-"""The shared towers every model is built from: a block stack, a token encoder and an LM head.
+"""What every model is built from: a block stack, the tower (token embedding and stack) and an LM head.
 
 Layers are created with `nnx.vmap`, so each parameter carries a leading layer axis (one checkpoint
 leaf per weight, not per layer), and are applied either in an unrolled Python loop (fastest on CPU)
@@ -113,11 +113,12 @@ class Stack(nnx.Module):
     return jnp.take_along_axis(h_BxTxD, positions_BxS[:, :, None], axis=1), [{"x": x_BxTxD}]
 
 
-class TokenEncoder(nnx.Module):
+class Tower(nnx.Module):
   """Token embedding followed by a stack: token ids [B, T] -> hidden states [B, T, D].
 
-  This is the unit that is probed, exported and frozen: the trunk of a causal LM, the encoder of
-  an autoencoder or of a memory model.
+  Every encoder and decoder is one (a causal LM is a decoder tower and a head); it is also the unit
+  that is probed, exported and frozen: a causal LM's decoder, an autoencoder's or memory model's
+  encoder.
   """
 
   def __init__(self, cfg: StackConfig, *, init_convention: str = "memjax", rngs: nnx.Rngs):

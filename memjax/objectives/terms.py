@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Union
 import jax
 import jax.numpy as jnp
 
-from memjax.metrics.information import token_cross_entropy
+from memjax.metrics.entropy import token_cross_entropy
 
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]

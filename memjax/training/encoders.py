@@ -2,13 +2,13 @@
 
 `encoder.checkpoint=DIR` names either an exported encoder (a folder with `encoder.json`) or the
 workdir of a trained run (a folder with `config.json`; its latest checkpoint's encoder is taken,
-wherever the run kept it: trained, or itself frozen). A Hugging Face Llama is the latter once
+wherever the run kept it: trained, or itself frozen; a causal LM's is its decoder). A Hugging Face Llama is the latter once
 converted (`python -m memjax.convert hf-llama` writes a causal-LM workdir; its trunk is the
 encoder). Both are checked against the new model's encoder (architecture, parameter shapes,
 tokenizer) before anything is restored.
 
 `encoder.frozen=True` freezes the encoder; `encoder.frozen_scope` says how much of it:
-  all     the whole `TokenEncoder` (token embedding and blocks) is loaded and frozen;
+  all     the whole `Tower` (token embedding and blocks) is loaded and frozen;
   blocks  the blocks (and final norm) are loaded and frozen behind a fresh, trainable token
           embedding: the reference's frozen encoders and information probes (its `self.wte`).
 """
@@ -29,7 +29,7 @@ from memjax.training.run_folder import CHECKPOINTS, CONFIG_JSON, TOKENIZER_JSON
 
 ENCODER_JSON = "encoder.json"
 FROZEN_SCOPES = ("all", "blocks")
-PARTS = ("embed", "stack")  # the subtrees of a TokenEncoder's parameters
+PARTS = ("embed", "stack")  # the subtrees of a Tower's parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,7 @@ class EncoderSource:
   architecture: dict[str, Any]  # StackConfig fields
   frozen_parts: tuple[str, ...]  # the encoder's parts kept under 'frozen' (the rest: 'params')
   tokenizer_digest: str
+  group: str = "encoder"  # the encoder tower's parameter group: a causal LM's is 'decoder'
 
   def subtree(self, part: str) -> str:
     """'params' or 'frozen': where `part` of the encoder sits in the checkpoint's state."""
@@ -73,19 +74,20 @@ def locate(path: str) -> EncoderSource:
   root = fs.path(path)
   if (root / ENCODER_JSON).exists():
     meta = json.loads((root / ENCODER_JSON).read_text())
-    architecture, frozen, checkpoints = meta["architecture"], (), root
+    architecture, frozen, checkpoints, group = meta["architecture"], (), root, "encoder"
   elif (root / CONFIG_JSON).exists():
     cfg = run_folder.read_config(root)
     spec = models.model_spec(cfg)
     if not spec.has_encoder:
       raise ValueError(f"the run in {path} is a memory model of kind {spec.kind!r}, which has no encoder")
-    architecture = spec.encoder.to_dict()
+    architecture, group = spec.encoder.to_dict(), spec.encoder_group
     frozen, checkpoints = frozen_parts(cfg), root / CHECKPOINTS
   else:
     raise FileNotFoundError(f"encoder checkpoint {path!r} is neither an exported encoder (no "
                             f"{ENCODER_JSON}) nor a memjax workdir (no {CONFIG_JSON})")
   digest = run_folder.tokenizer_digest(root)  # first: without a tokenizer the weights are unusable
-  return EncoderSource(checkpoints, run_folder.latest_step(checkpoints), architecture, frozen, digest)
+  return EncoderSource(checkpoints, run_folder.latest_step(checkpoints), architecture, frozen, digest,
+                       group)
 
 
 def check_architecture(source: EncoderSource, expected: StackConfig, where: str) -> None:
@@ -115,13 +117,13 @@ def load(path: str, expected: StackConfig, tokenizer_digest: str, target: dict[s
                      "trained before its corpus or tokenizer settings changed: delete its folder)")
   request: dict[str, Any] = {}
   for part, leaves in target.items():
-    request.setdefault(source.subtree(part), {"encoder": {}})["encoder"][part] = leaves
+    request.setdefault(source.subtree(part), {source.group: {}})[source.group][part] = leaves
   mngr = checkpoint.manager(source.checkpoints)
   try:
     restored = checkpoint.restore_arrays(mngr, source.step, request)  # one array at a time
   finally:
     mngr.close()
-  return {part: restored[source.subtree(part)]["encoder"][part] for part in target}
+  return {part: restored[source.subtree(part)][source.group][part] for part in target}
 
 
 def new_folder(out: str) -> epath.Path:
@@ -150,16 +152,16 @@ def export(workdir: str, out: str) -> epath.Path:
   source = locate(workdir)
   mngr = checkpoint.manager(source.checkpoints)
   try:
-    shapes = checkpoint.stored_shapes(mngr, source.step)
+    shapes = checkpoint.stored_shapes(mngr, source.step, wanted=(source.group,))
     flat = {}
     for name, shape in shapes.items():
-      subtree, _, rest = name.partition("/encoder/")
+      subtree, _, rest = name.partition(f"/{source.group}/")
       if rest and subtree == source.subtree(rest.partition("/")[0]):
         flat[name] = jax.ShapeDtypeStruct(shape, "float32")
     restored = checkpoint.restore(mngr, source.step, unflatten(flat))
   finally:
     mngr.close()
-  encoder = {part: tree["encoder"][part] for tree in restored.values() for part in tree["encoder"]}
+  encoder = {part: tree[source.group][part] for tree in restored.values() for part in tree[source.group]}
   tokenizer_json = (fs.path(workdir) / TOKENIZER_JSON).read_text()
   return write(out_dir, encoder, source.architecture, tokenizer_json, str(workdir), source.step)
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from memjax import data as data_lib
 from memjax import fs
-from memjax.metrics import information
+from memjax.metrics import entropy
 from memjax.objectives import curriculum
 from memjax.training import checkpoint, memory_report, preemption, sharding, steps, validation
 from memjax.training import run_folder
@@ -59,8 +59,8 @@ def with_information(metrics: dict[str, float], vocab_size: int, bytes_per_token
       term = key[:-len("loss")]
       if f"{term}tokens" not in metrics:
         continue
-      extra[term + "entropy_proportion"] = information.entropy_proportion(value, vocab_size)
-      extra[term + "bits_per_byte"] = information.bits_per_byte(value, bytes_per_token)
+      extra[term + "entropy_proportion"] = entropy.entropy_proportion(value, vocab_size)
+      extra[term + "bits_per_byte"] = entropy.bits_per_byte(value, bytes_per_token)
   return metrics | extra
 
 

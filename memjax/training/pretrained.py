@@ -2,7 +2,7 @@
 
 A converted model is a workdir-like folder: `config.json` (a causal-LM run config whose `model`
 section is the architecture), `tokenizer.json`, `pretrained.json` (where it came from, with the
-source's HF config) and `checkpoints/0` (parameters `encoder` and, untied, `head`). Any config can
+source's HF config) and `checkpoints/0` (parameters `decoder` and, untied, `head`). Any config can
 name it: as the frozen encoder of a probe (`encoder.checkpoint`, it is a causal-LM workdir), as the
 decoder of a memory model (`decoder.checkpoint`), and `memjax.score` / `memjax.convert to-hf` read it
 as they read a trained run. Parameters are restored straight into their sharded arrays (Orbax reads
@@ -49,7 +49,7 @@ def run_config(arch: StackConfig, tie: bool, tokenizer_path: str) -> ml_collecti
 
 def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokenizer_json: str,
           source: dict[str, Any]) -> epath.Path:
-  """Writes a converted model folder (see the module docstring); `params` = {'encoder', 'head'?}."""
+  """Writes a converted model folder (see the module docstring); `params` = {'decoder', 'head'?}."""
   out_dir = encoders.new_folder(out)
   out_dir.mkdir(parents=True, exist_ok=True)
   tokenizer = out_dir / TOKENIZER_JSON
@@ -96,7 +96,7 @@ class LMSource:
   step: int
   arch: StackConfig  # without LoRA: adapters are merged when the parameters are read
   tie: bool
-  trunk: str  # the TokenEncoder's name in the run's parameters: 'encoder' (clm) or 'decoder'
+  task: str  # 'clm' (a converted model or clm run) or 'memory' (a memory model's decoder)
   lora_scale: float  # alpha / rank of the run's adapters (0: none)
   tokenizer_digest: str
   hf_config: dict[str, Any]
@@ -107,9 +107,8 @@ def locate(path: str) -> LMSource:
   cfg = run_folder.read_config(root, "a memjax checkpoint folder; convert a Hugging Face model first: "
                             "python -m memjax.convert hf-llama SRC DST")
   spec = models.model_spec(cfg)
-  trunk = spec.trunk
-  if trunk:
-    arch, section = (spec.encoder, cfg.model) if trunk == "encoder" else (spec.decoder, cfg.decoder)
+  if spec.trunk:
+    arch, section = (spec.encoder, cfg.model) if spec.task == "clm" else (spec.decoder, cfg.decoder)
     tie = bool(section.get("tie_embeddings", False))
   else:
     raise ValueError(f"{path} holds a {cfg.task!r} run, which has no causal LM to read (a converted "
@@ -118,7 +117,7 @@ def locate(path: str) -> LMSource:
     hf_config = json.loads((root / PRETRAINED_JSON).read_text()).get("hf_config", {})
   else:
     hf_config = {}
-  if trunk == "decoder" and cfg.decoder.get("checkpoint"):
+  if spec.task == "memory" and cfg.decoder.get("checkpoint"):
     source = epath.Path(cfg.decoder.checkpoint) / PRETRAINED_JSON
     if source.exists():
       hf_config = json.loads(source.read_text()).get("hf_config", {})
@@ -126,26 +125,26 @@ def locate(path: str) -> LMSource:
   digest = run_folder.tokenizer_digest(root)
   checkpoints = root / CHECKPOINTS
   return LMSource(root, checkpoints, run_folder.latest_step(checkpoints), arch.replace(lora_rank=0),
-                  tie, trunk, scale, digest, hf_config)
+                  tie, spec.task, scale, digest, hf_config)
 
 
 def read(source: LMSource, sharding: jax.sharding.Sharding | None = None) -> dict[str, Any]:
-  """The LM's parameters {'encoder', 'head'?} in float32, LoRA adapters merged: numpy arrays, or
+  """The LM's parameters {'decoder', 'head'?} in float32, LoRA adapters merged: numpy arrays, or
   jax arrays restored straight onto `sharding` (one copy on the host, not a numpy one and a jax one)."""
   mngr = checkpoint.manager(source.checkpoints, items=(checkpoint.STATE,))
   try:
-    shapes = checkpoint.stored_shapes(mngr, source.step)
-    wanted = [f"{where}/{part}/" for where in ("params", "frozen") for part in (source.trunk, "head")]
+    shapes = checkpoint.stored_shapes(mngr, source.step, wanted=("decoder", "head"))
+    wanted = [f"{where}/{part}/" for where in ("params", "frozen") for part in ("decoder", "head")]
     flat = {name: jax.ShapeDtypeStruct(shape, np.float32, sharding=sharding) for name, shape in shapes.items()
             if name.startswith(tuple(wanted))}
     restored = checkpoint.restore_arrays(mngr, source.step, encoders.unflatten(flat))
   finally:
     mngr.close()
   merged = merge_trees(restored.get("params", {}), restored.get("frozen", {}))
-  if source.trunk not in merged:
-    raise checkpoint.CheckpointError(f"{source.directory} holds no {source.trunk!r} parameters")
-  trunk = lora.merge(merged[source.trunk], source.lora_scale) if source.lora_scale else merged[source.trunk]
-  params = {"encoder": trunk}
+  if "decoder" not in merged:
+    raise checkpoint.CheckpointError(f"{source.directory} holds no 'decoder' parameters")
+  decoder = lora.merge(merged["decoder"], source.lora_scale) if source.lora_scale else merged["decoder"]
+  params = {"decoder": decoder}
   if not source.tie:
     if "head" not in merged:
       raise checkpoint.CheckpointError(f"{source.directory} holds no 'head' (an untied LM head)")
@@ -203,10 +202,10 @@ def _check_decoder(source: LMSource, cfg: Any, where: str) -> StackConfig:
 
 
 def _decoder_target(source: LMSource, abstract: TrainState) -> dict[str, Any]:
-  """The converted model's parameter tree {'encoder', 'head'?}, as abstract leaves of this run's
+  """The converted model's parameter tree {'decoder', 'head'?}, as abstract leaves of this run's
   decoder (wherever they sit: trainable, or frozen under LoRA)."""
   params = merge_trees(abstract.params, abstract.frozen)
-  target = {"encoder": lora.split_adapters(params["decoder"])[1]}
+  target = {"decoder": lora.split_adapters(params["decoder"])[1]}
   if not source.tie:
     target["head"] = params["head"]
   return target
@@ -223,12 +222,12 @@ def init_state(init: Callable[[], TrainState], abstract: TrainState, cfg: Any,
   """
   loaded: dict[str, Any] = {}  # path name in the state -> restored array
   if "encoder" in cfg and cfg.encoder.checkpoint:  # all of it, or only the blocks (a fresh embedding)
-    frozen = encoders.frozen_parts(cfg)
+    frozen, group = encoders.frozen_parts(cfg), models.model_spec(cfg).encoder_group
     where = {part: "frozen" if part in frozen else "params" for part in encoders.loaded_parts(cfg)}
-    target = {part: getattr(abstract, w)["encoder"][part] for part, w in where.items()}
+    target = {part: getattr(abstract, w)[group][part] for part, w in where.items()}
     encoder = encoders.load(cfg.encoder.checkpoint, models.encoder_config(cfg), tokenizer_digest, target)
     for part, w in where.items():
-      loaded |= {f"{w}/encoder/{part}/{name}": x for name, x in _named_leaves(encoder[part]).items()}
+      loaded |= {f"{w}/{group}/{part}/{name}": x for name, x in _named_leaves(encoder[part]).items()}
   if cfg.task == "memory" and cfg.decoder.get("checkpoint"):
     source = locate(cfg.decoder.checkpoint)
     target = _decoder_target(source, abstract)
@@ -259,7 +258,7 @@ def _load_decoder(source: LMSource, target: dict[str, Any], cfg: Any,
                   tokenizer_digest: str) -> dict[str, Any]:
   """The causal LM at `decoder.checkpoint`, checked, restored onto the decoder's shardings."""
   path = cfg.decoder.checkpoint
-  if source.trunk != "encoder":
+  if source.task != "clm":
     raise ValueError(f"decoder.checkpoint={path} must be a converted model or a clm run")
   _check_decoder(source, cfg, path)
   if source.tokenizer_digest != tokenizer_digest:

@@ -28,7 +28,7 @@ def load(path: str, params: dict[str, Any], target: dict[str, Any], tokenizer_di
     raise ValueError(f"train.init_from={path!r} was trained with a different tokenizer than this run's")
   missing = f"train.init_from={path!r} holds no checkpoint"
   with checkpoint.latest(root / run_folder.CHECKPOINTS, missing) as (mngr, step):
-    stored = checkpoint.stored_shapes(mngr, step)
+    stored = checkpoint.stored_shapes(mngr, step, wanted=params)
     groups = [key for key in params if any(name.startswith(f"params/{key}/") for name in stored)]
     if not groups:
       raise ValueError(f"train.init_from={path!r} holds none of this run's trainable parameter groups "

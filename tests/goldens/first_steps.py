@@ -116,7 +116,7 @@ def llama_trunk(stack, embedding, stack_params):
 
   hf_config = transformers.LlamaConfig(**hf_llama.write_config(stack, tie=True))
   hf_config._attn_implementation = "eager"
-  weights = hf_llama.hf_weights({"encoder": {"embed": {"embedding": embedding}, "stack": stack_params}}, stack,
+  weights = hf_llama.hf_weights({"decoder": {"embed": {"embedding": embedding}, "stack": stack_params}}, stack,
                                 True)
   return _load(transformers.LlamaModel(hf_config).double(), {k.removeprefix("model."): v for k, v in weights.items()})
 
@@ -184,7 +184,7 @@ def torch_model(task, family, cfg, params):
   if task == "clm" and family == "transformer":
     model = llama_lm(cfg, params)
     return model, lambda x: model(x).logits
-  enc = params["encoder"]
+  enc = params["decoder" if task == "clm" else "encoder"]  # a causal LM's one tower, else the encoder
   model = nn.Module()
   if task == "clm":  # LanguageMixer
     model.wte, model.lm_head = embedding_and_head(V, cfg.model.d_model, enc["embed"]["embedding"],

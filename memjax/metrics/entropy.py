@@ -1,4 +1,5 @@
-"""How much of its input a model's memory holds: the paper's information metrics (§1.3).
+"""Token cross-entropy and what the paper derives from it (§1.3): how much of its input a model's
+memory holds.
 
 - token accuracy (the paper's "Hamming" metric): argmax equals target on unmasked positions,
   shifted by one for causal models and unshifted for autoencoders;
