@@ -34,7 +34,7 @@ def oracle_run(scale: str, family: str) -> suite.RunSpec:
   return suite.RunSpec(f"{family}_oracle", cfg)
 
 
-def decoder_only(scale: str, family: str) -> suite.RunSpec:
+def decoder_only_run(scale: str, family: str) -> suite.RunSpec:
   """The causal LM the oracle is compared with: the oracle's decoder without its encoder (§5.4: a
   size-matched decoder-only model). The shared causal LM where that is its architecture (tiny and
   cpu scale), else <family>_oracle_decoder_only."""
@@ -52,7 +52,7 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in suite.families(scale):
     oracle = oracle_run(scale, family)
-    specs += [decoder_only(scale, family), oracle]
+    specs += [decoder_only_run(scale, family), oracle]
     specs += [suite.RunSpec(f"{family}_probe_oracle_{feed}",
                             suite.probe(scale, oracle, root, feed=feed))
               for feed in FEEDS]
@@ -62,7 +62,7 @@ def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, probe_rows = [], []
   for family in suite.families(ctx.scale):
-    clm = ctx.results[decoder_only(ctx.scale, family).name]
+    clm = ctx.results[decoder_only_run(ctx.scale, family).name]
     oracle = ctx.results[oracle_run(ctx.scale, family).name]
     bytes_per_token = oracle["bytes_per_token"]
     d_model = ctx.specs[f"{family}_oracle"].cfg.encoder.d_model
@@ -93,7 +93,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   fig, axes = reporting.figure(2)
   reporting.plot_curves(axes[0], {f"{family} {kind}": ctx.curve(spec.name, "loss")
                               for family in suite.families(ctx.scale)
-                              for kind, spec in (("decoder only", decoder_only(ctx.scale, family)),
+                              for kind, spec in (("decoder only", decoder_only_run(ctx.scale, family)),
                                                  ("oracle", oracle_run(ctx.scale, family)))},
                     title="decoder-only vs oracle memory", ylabel="eval cross-entropy (nats)")
   reporting.plot_bars(axes[1], [f"{r['family']} {r['feed']}" for r in probe_rows],
