@@ -4,7 +4,9 @@ COMMAND: python -m memjax.train --config=configs/autoencoder.py:small --workdir=
 Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional keys: family
 (transformer | mixer), feed (unroll | repeat; default unroll for transformers, whose decoders need
 distinct inputs per position, and repeat for mixers, as in the paper; unroll for both in the presets
-smoke, cpu and demo) and steps (default: the preset's).
+smoke, cpu and demo), steps (default: the preset's), and the width, depth and mixer kernel of both
+towers where they differ from the preset's: d_model, n_layers, kernel (0: the preset's; e.g. the
+reference's frozen encoders of memory models, memjax/experiments/runs.py CHUNK_AUTOENCODERS).
 """
 
 from memjax import config as mc
@@ -15,7 +17,7 @@ STEPS = {"cpu": 1000}
 
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", feed="", steps=0)
+  arg = mc.parse_arg(arg, family="transformer", feed="", steps=0, d_model=0, n_layers=0, kernel=0)
   size = mc.SIZES[arg.preset]
   cfg = mc.base("autoencoder", arg.preset, stages="autoencode", family=arg.family,
                 steps=arg.steps or STEPS.get(arg.preset, 0))
@@ -29,4 +31,8 @@ def get_config(arg=None):
         tower.d_model, tower.mixer_kernel = 1024, 8
       else:
         tower.n_heads = 8
+  for tower in (cfg.encoder, cfg.decoder):
+    for key, value in (("d_model", arg.d_model), ("n_layers", arg.n_layers), ("mixer_kernel", arg.kernel)):
+      if value:
+        tower[key] = value
   return cfg

@@ -16,7 +16,11 @@ Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional ke
 The combined objective's copy view is objective.combined_copy (copy | blank_copy), its weights
 objective.clm_weight : objective.copy_weight; objective.restart_stages=True trains each curriculum
 stage as a fresh run (new AdamW state, own warmup and decay). The paper preset follows the
-reference: blank copy, weights 1 : 0.5, restarting stages (docs/differences.md).
+reference: blank copy, weights 1 : 0.5, restarting stages (docs/differences.md). Its sizes are the
+reference's drivers': next-token memory models (§5.5) have encoders half the decoder's width
+(transformers 256 -> 512, mixers 512 -> 1024 with encoder kernel 8), the mixer oracle a d=1024 encoder
+(§5.4), and a run whose stages include copy, blank_copy or combined is sized as the copy and
+combined drivers (§5.7): encoder and decoder d=512 (mixer encoders kernel 4), batch 64.
 For a frozen autoencoder encoder (the paper's curriculum), add
   --config.encoder.checkpoint=runs/autoencoder --config.encoder.frozen=True
 with an autoencoder trained on chunk-length contexts (its data.n_ctx = this data.n_ctx / chunks).
@@ -30,6 +34,7 @@ from memjax import config as mc
 
 # Steps by preset where a memory model's differ from the preset's (docs/results.md).
 STEPS = {"cpu": 400}
+COPY_OBJECTIVES = ("copy", "blank_copy", "combined")
 
 
 def get_config(arg=None):
@@ -57,11 +62,27 @@ def get_config(arg=None):
     # The reference's combined objective: blank copy, and copy at half the weight of next-token
     # prediction (its per-chunk normalization, reference-code.md §3.4); stages restart (mc.base).
     cfg.objective.update(combined_copy="blank_copy", copy_weight=0.5)
+    # §5.5: encoders d/2 of the decoder (mixers 512 -> 1024 with kernel 8; transformers 256 -> 512)
     if arg.family == "mixer":
       cfg.decoder.d_model, cfg.encoder.mixer_kernel = 1024, 8
+    else:
+      cfg.encoder.d_model = 256
+    if arg.kind == "oracle" and arg.family == "mixer":  # §5.4: a d=1024 encoder (capacity 4.08 BPB)
+      cfg.encoder.d_model = 1024
+    if copying(arg.stages):  # the reference's copy and combined drivers (reference-code.md §5):
+      # encoder and decoder d=512 (mixer encoders kernel 4, decoders kernel 1), global batch 64
+      cfg.encoder.d_model = cfg.decoder.d_model = 512
+      if arg.family == "mixer":
+        cfg.encoder.mixer_kernel = 4
+      cfg.train.batch_size = 64
   if arg.decoder:
     with_pretrained_decoder(cfg, arg)
   return cfg
+
+
+def copying(stages: str) -> bool:
+  """Whether an objective or curriculum trains a copy objective (copy, blank_copy or combined)."""
+  return any(stage.split(":")[0] in COPY_OBJECTIVES for stage in stages.split(","))
 
 
 def with_pretrained_decoder(cfg, arg):

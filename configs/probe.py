@@ -12,7 +12,8 @@ position never received a loss), frozen_scope, and `pretrained=DIR`: a
 converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the frozen encoder, whole (its
 token embedding included), with its own tokenizer and vocabulary, read at the last token's last
 hidden state, and an unrolled Llama-style decoder (paper §2.3, §5.2: d=512, 16 layers, 4 heads,
-lr 2e-4). `python -m memjax.experiments.llm_probe` sweeps it over n_ctx.
+lr 2e-4; at the paper preset 40k steps of 32768 tokens, warmup 100, as the reference's LLM driver).
+`python -m memjax.experiments.llm_probe` sweeps it over n_ctx.
 What is frozen (`encoder.frozen_scope`, recorded in the run's config.json): `all` (the encoder's own
 token embedding and its blocks; tiny and small) or `blocks` (a fresh trainable token embedding in
 front of the frozen blocks, as the paper's probes; paper). A pretrained LLM is frozen whole.
@@ -23,14 +24,17 @@ from memjax import config as mc
 # Steps by preset where a probe's differ from the preset's: probes train shorter than the models
 # they probe (docs/results.md, docs/headline.md).
 STEPS = {"cpu": 300, "demo": 1000}
+LLM_STEPS = 40_000  # the reference's LLM probes (§5.2): 40k steps of 32768 tokens
+LLM_TOKENS_PER_BATCH = 32_768
 
 
 def get_config(arg=None):
   arg = mc.parse_arg(arg, family="transformer", feed="", steps=0, embed_index=-1, frozen_scope="",
                      pretrained="")
   size = mc.SIZES[arg.preset]
+  llm = arg.pretrained and arg.preset == "paper"
   cfg = mc.base("autoencoder", arg.preset, stages="autoencode", family=arg.family,
-                steps=arg.steps or STEPS.get(arg.preset, 0))
+                steps=arg.steps or (LLM_STEPS if llm else STEPS.get(arg.preset, 0)))
   scope = arg.frozen_scope or ("blocks" if arg.preset == "paper" else "all")
   cfg.encoder = mc.encoder(size, arg.family, frozen=True, embed_index=arg.embed_index, frozen_scope=scope)
   cfg.decoder = mc.decoder(size, arg.family, feed=arg.feed)
@@ -45,8 +49,9 @@ def get_config(arg=None):
                        scan_layers=True)  # no weight-slice copies
     cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
     cfg.decoder.feed = arg.feed or "unroll"
-    if arg.preset == "paper":  # the LLM driver: decoder d=512, 16 layers, 4 heads, lr 2e-4, n_ctx 64
+    if arg.preset == "paper":  # the LLM driver (llm_information.py, reference-code.md §4.3 and §5):
+      # decoder d=512, 16 layers, 4 heads; lr 2e-4, warmup 100, 40k steps, 32768 tokens per batch
       cfg.decoder.update(family="transformer", d_model=512, n_layers=16, n_heads=4)
-      cfg.train.lr = 2e-4
       cfg.data.n_ctx = 64
+      cfg.train.update(lr=2e-4, warmup_steps=100, batch_size=LLM_TOKENS_PER_BATCH // cfg.data.n_ctx)
   return cfg

@@ -9,8 +9,10 @@ The copy task repeats the first half of the input and scores the copied half. Ru
 - negative control: the same continuation without memories (no-memory model, same decoder);
 - the curriculum with a frozen causal-LM encoder (the paper: fails — its blank copy is very poor).
 The frozen encoders are the information experiment's autoencoder and causal LM (trained on
-chunk-length contexts). Chained stages start from the previous stage's decoder (train.init_from) with
-fresh AdamW state and schedule.
+chunk-length contexts; at paper scale the mixer autoencoder is the reference's copy encoder, d=512,
+16 layers, kernel 4: runs.CHUNK_AUTOENCODERS). Chained stages start from the previous stage's
+decoder (train.init_from) with fresh AdamW state and schedule. The curriculum's last stage, the
+combined objective, is the combined experiment's (experiments/combined.py, paper scale).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from memjax.experiments import reporting, runs, suite
 
-STEPS = {"paper": 100_000}  # elsewhere configs/memory.py's steps at the scale's preset
+STEPS = runs.COPY_STEPS  # paper: 100k; elsewhere configs/memory.py's steps at the scale's preset
 
 
 def families(scale: str) -> tuple[str, ...]:
@@ -42,29 +44,21 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _copy_run(scale: str, family: str, name: str, stages: str, *, kind: str = "parallel",
-              encoder: suite.RunSpec | None = None, embed_index: int = -1, init_from: str = "",
-              root: pathlib.Path) -> suite.RunSpec:
-  cfg = suite.config("memory.py", scale, STEPS, family=family, kind=kind, stages=stages)
-  if encoder is not None:
-    suite.reuse_encoder(cfg, encoder, root, embed_index=embed_index)
-  cfg.train.init_from = str(suite.run_dir(root, init_from)) if init_from else ""
-  return suite.RunSpec(f"{family}_{name}", cfg)
-
-
 def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpec]:
-  encoders = runs.chunk_encoders(scale, family)
+  encoders = runs.chunk_encoders(scale, family, "copy")
   ae, clm = encoders["autoencoder"], encoders["clm"]
-  run = lambda *a, **k: _copy_run(scale, family, *a, root=root, **k)  # noqa: E731
+  clm_index = runs.embed_index(scale, family, "clm")
+  run = lambda *a, **k: runs.copy_run(scale, family, *a, root=root, **k)  # noqa: E731
+  blank_copy_ae, curriculum_ae = runs.curriculum(scale, family, root)[1:3]
   return [
       run("copy_trainable", "copy"),
       run("copy_no_memory", "copy", kind="none"),
       run("copy_frozen_ae", "copy", encoder=ae),
-      run("blank_copy_frozen_ae", "blank_copy", encoder=ae),
-      run("curriculum_frozen_ae", "copy", encoder=ae, init_from=f"{family}_blank_copy_frozen_ae"),
+      blank_copy_ae,
+      curriculum_ae,
       run("curriculum_no_memory", "copy", kind="none", init_from=f"{family}_blank_copy_frozen_ae"),
-      run("blank_copy_frozen_clm", "blank_copy", encoder=clm, embed_index=-2),
-      run("curriculum_frozen_clm", "copy", encoder=clm, embed_index=-2,
+      run("blank_copy_frozen_clm", "blank_copy", encoder=clm, embed_index=clm_index),
+      run("curriculum_frozen_clm", "copy", encoder=clm, embed_index=clm_index,
           init_from=f"{family}_blank_copy_frozen_clm"),
   ]
 
@@ -72,7 +66,7 @@ def family_runs(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSp
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = []
   for family in families(scale):
-    specs += list(runs.chunk_encoders(scale, family).values()) + family_runs(scale, family, root)
+    specs += list(runs.chunk_encoders(scale, family, "copy").values()) + family_runs(scale, family, root)
   return specs
 
 

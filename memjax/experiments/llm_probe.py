@@ -7,7 +7,8 @@
 For each context length a fresh decoder is trained to regenerate the input from the frozen model's
 last-token, last-layer hidden state (configs/probe.py with `pretrained=DIR`); each length is an
 ordinary run in WORKDIR/n_ctx_N (resumable). `--tokens_per_batch` sets the batch to that many tokens
-per step (the reference: 32768 / n_ctx). Prints and writes (results.json, results.md) the paper's
+per step; by default the config's (batch size x n_ctx: 32768 at the paper preset, the reference's
+32768 / n_ctx sequences at every length). Prints and writes (results.json, results.md) the paper's
 table: cross-entropy, entropy proportion I_e and token accuracy on held-out text, per n_ctx.
 """
 
@@ -31,13 +32,17 @@ def define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", "runs/llm_probe", "Folder for every context length and the results.")
   flags.DEFINE_list("n_ctx", ["16", "64"], "Context lengths to probe.")
-  flags.DEFINE_integer("tokens_per_batch", 0, "Tokens per training batch (0: the config's batch size).")
+  flags.DEFINE_integer("tokens_per_batch", -1, "Tokens per training batch at every n_ctx (-1: the config's, "
+                       "its batch size x its n_ctx, as the reference holds 32768 at every length; 0: the "
+                       "config's batch size at every n_ctx).")
   flags.mark_flags_as_required(["config"])
 
 
 def run_config(cfg: ml_collections.ConfigDict, n_ctx: int, tokens_per_batch: int,
                batch_shards: int) -> ml_collections.ConfigDict:
   run = ml_collections.ConfigDict(cfg.to_dict())
+  if tokens_per_batch < 0:  # the config's tokens per batch, held at every length
+    tokens_per_batch = cfg.train.batch_size * cfg.data.n_ctx
   run.data.n_ctx = n_ctx
   if tokens_per_batch:
     run.train.batch_size = max(batch_shards, tokens_per_batch // n_ctx // batch_shards * batch_shards)

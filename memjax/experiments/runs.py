@@ -18,6 +18,7 @@ from memjax.experiments import suite
 # scale sized so that each experiment trains in at most 20 minutes from an empty workdir on 2 cores,
 # docs/results.md), except the combined-objective memory models:
 COMBINED_STEPS = {"cpu": 300, "paper": 100_000}
+COPY_STEPS = {"paper": 100_000}  # the copy curriculum's stages (elsewhere configs/memory.py's steps)
 
 # Probe names by the key of the probed run (None: an untrained encoder), as the information
 # experiment first named them after its table's labels; other probed runs: <family>_probe_<key>.
@@ -25,20 +26,45 @@ PROBE_NAMES = {None: "untrained", "clm": "causal_lm", "autoencoder": "autoencode
                "memory_clm": "memory_model_clm", "memory_combined": "memory_model_combined"}
 # Where a probe reads a run's encoder: the last position of a causal LM never received a loss.
 EMBED_INDEX = {"clm": -2}
+# At paper scale, as the reference's probe drivers: its causal transformer is read at the last
+# position (hamming_drivers/clm_transformer_information.py), its causal mixer at the second-to-last
+# (clm_mixer_information.py, clm_encoder=True); docs/differences.md.
+PAPER_EMBED_INDEX = {("transformer", "clm"): -1}
+# The frozen autoencoder encoders of the reference's memory-model drivers, by experiment, at paper
+# scale (elsewhere, and for transformers, the shared autoencoder on chunk-length contexts): copy
+# (memory_mixer_copy.py: a d=512, 16-layer, kernel-4 mixer autoencoder) and frozen
+# (frozen_mixer_trainer.py: a d=512, 8-layer, kernel-16 one). configs/autoencoder.py keys.
+CHUNK_AUTOENCODERS = {"copy": {"mixer": dict(d_model=512, n_layers=16, kernel=4)},
+                      "frozen": {"mixer": dict(d_model=512, n_layers=8, kernel=16)}}
+
+
+def embed_index(scale: str, family: str, key: str | None) -> int:
+  """The position a probe or a memory model reads the encoder of run `key` at."""
+  if scale == "paper" and (family, key) in PAPER_EMBED_INDEX:
+    return PAPER_EMBED_INDEX[family, key]
+  return EMBED_INDEX.get(key, -1)
 
 
 def clm(scale: str, family: str) -> suite.RunSpec:
   return suite.RunSpec(f"{family}_clm", suite.config("clm.py", scale, family=family))
 
 
-def autoencoder(scale: str, family: str, feed: str | None = None) -> suite.RunSpec:
+def autoencoder(scale: str, family: str, feed: str | None = None, **towers: int) -> suite.RunSpec:
   """The shared autoencoder (its decoder fed as the preset feeds it: unrolled below paper scale), or
-  one fed `feed` where that differs: <family>_autoencoder_<feed>."""
+  one fed `feed` where that differs: <family>_autoencoder_<feed>; `towers` (configs/autoencoder.py's
+  d_model, n_layers, kernel) size both towers otherwise: <family>_autoencoder_d512_n16_k4."""
   shared = suite.RunSpec(f"{family}_autoencoder", suite.config("autoencoder.py", scale, family=family))
+  if towers:
+    name = f"{family}_autoencoder_" + "_".join(f"{TOWER_TAGS[key]}{towers[key]}" for key in TOWER_TAGS
+                                              if key in towers)
+    return suite.RunSpec(name, suite.config("autoencoder.py", scale, family=family, **towers))
   if feed is None or shared.cfg.decoder.feed == feed:
     return shared
   cfg = suite.config("autoencoder.py", scale, family=family, feed=feed)
   return suite.RunSpec(f"{family}_autoencoder_{feed}", cfg)
+
+
+TOWER_TAGS = {"d_model": "d", "n_layers": "n", "kernel": "k"}
 
 
 def memory(scale: str, family: str, kind: str = "parallel", *, slots: str = "fixed", stages: str = "clm",
@@ -65,12 +91,40 @@ def shared(scale: str, family: str) -> dict[str, suite.RunSpec]:
           "memory_combined_blank": memory(scale, family, stages="combined", combined_copy="blank_copy")}
 
 
-def chunk_encoders(scale: str, family: str) -> dict[str, suite.RunSpec]:
+def chunk_encoders(scale: str, family: str, use: str = "") -> dict[str, suite.RunSpec]:
   """The causal LM and autoencoder whose encoders memory models reuse frozen: trained on a memory
-  model's chunk length (the shared runs where that is their context, as at tiny and cpu scale)."""
+  model's chunk length (the shared runs where that is their context, as at tiny and cpu scale). The
+  autoencoder is the reference's for `use` (CHUNK_AUTOENCODERS: copy, frozen) at paper scale."""
   chunk = suite.encoder_length(memory(scale, family).cfg)
+  towers = CHUNK_AUTOENCODERS.get(use, {}).get(family, {}) if scale == "paper" else {}
   return {"clm": suite.at_length(clm(scale, family), chunk),
-          "autoencoder": suite.at_length(autoencoder(scale, family), chunk)}
+          "autoencoder": suite.at_length(autoencoder(scale, family, **towers), chunk)}
+
+
+def copy_run(scale: str, family: str, name: str, stages: str, root: pathlib.Path, *, kind: str = "parallel",
+             encoder: suite.RunSpec | None = None, embed_index: int = -1, init_from: str = "",
+             steps: dict[str, int] = COPY_STEPS) -> suite.RunSpec:
+  """A memory model on a copy objective (configs/memory.py), its encoder `encoder`'s frozen (else
+  trainable), continuing run `init_from` (a curriculum's next stage): <family>_<name>."""
+  cfg = suite.config("memory.py", scale, steps, family=family, kind=kind, stages=stages)
+  if encoder is not None:
+    suite.reuse_encoder(cfg, encoder, root, embed_index=embed_index)
+  cfg.train.init_from = str(suite.run_dir(root, init_from)) if init_from else ""
+  return suite.RunSpec(f"{family}_{name}", cfg)
+
+
+def curriculum(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpec]:
+  """The reference's curriculum (reference-code.md §3.3), each stage a run continuing the previous
+  one's: the autoencoder (on chunk-length contexts), then a memory model reading its frozen encoder
+  on blank copy, on copy, and on the combined objective (next-token prediction + copy, the paper
+  preset's view and weights: blank copy at half the weight, memory_transformer_combined.py)."""
+  ae = chunk_encoders(scale, family, "copy")["autoencoder"]
+  return [ae,
+          copy_run(scale, family, "blank_copy_frozen_ae", "blank_copy", root, encoder=ae),
+          copy_run(scale, family, "curriculum_frozen_ae", "copy", root, encoder=ae,
+                   init_from=f"{family}_blank_copy_frozen_ae"),
+          copy_run(scale, family, "curriculum_combined_frozen_ae", "combined", root, encoder=ae,
+                   init_from=f"{family}_curriculum_frozen_ae", steps=COMBINED_STEPS)]
 
 
 def probed(scale: str, family: str, key: str | None, n_ctx: int | None = None) -> suite.RunSpec | None:
@@ -93,6 +147,6 @@ def probe(scale: str, family: str, key: str | None, root: pathlib.Path, n_ctx: i
   source = probed(scale, family, key, n_ctx)
   own_length = source is None or source.name == shared(scale, family)[key].name
   name = probe_name(family, key) if own_length else f"{family}_probe_{key}_c{n_ctx}"
-  cfg = suite.probe(scale, source, root, embed_index=EMBED_INDEX.get(key, -1),
+  cfg = suite.probe(scale, source, root, embed_index=embed_index(scale, family, key),
                     architecture=clm(scale, family).cfg.model)
   return suite.RunSpec(name, cfg)
