@@ -153,15 +153,24 @@ def finding(claim: str, ours: float, than: float, paper: str) -> dict[str, Any]:
   return {"finding": claim, "ours": ours, "than": than, "paper": paper}
 
 
-def verdict_table(per_seed_findings: Sequence[Sequence[dict[str, Any]]]) -> str:
-  """The verdict of each finding over the seeds (one list of `finding`s per seed, in one order)."""
-  rows = []
+def verdicts(per_seed_findings: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+  """Each finding over the seeds (one list of `finding`s per seed, in one order): its per-seed values
+  ('ours', 'than') and `verdict`."""
+  out = []
   for same in zip(*per_seed_findings):
     ours, than = [f["ours"] for f in same], [f["than"] for f in same]
-    rows.append([same[0]["finding"], _spread(ours, None), _spread(than, None), same[0]["paper"],
-                 verdict(ours, than, same[0]["paper"])])
+    out.append({"finding": same[0]["finding"], "paper": same[0]["paper"], "ours": ours, "than": than,
+                "verdict": verdict(ours, than, same[0]["paper"])})
+  return out
+
+
+def verdict_table(found: Sequence[dict[str, Any]]) -> str:
+  """`verdicts` as a table: each row's mean and interval over the seeds, the paper's direction, the
+  verdict."""
   return markdown_table(["finding: first row vs second row", "memjax: first", "memjax: second",
-                         "paper: first is", "verdict"], rows)
+                         "paper: first is", "verdict"],
+                        [[f["finding"], _spread(f["ours"], None), _spread(f["than"], None), f["paper"],
+                          f["verdict"]] for f in found])
 
 
 # Placeholders: while `recording`, number() returns "\x00<index>\x00" and keeps (value, format).

@@ -271,11 +271,11 @@ def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path,
     summaries.append(summary)
     if seed > 0:  # this seed's own report (seed 0's folder holds the combined one)
       _write_report(out, experiment, scale, seed_root, summary, f"seed {seed}")
-  findings = [s.get("findings", []) for s in summaries]
+  found = reporting.verdicts([s.get("findings", []) for s in summaries])
   table = reporting.combine(texts, numbers) + budget_note(specs)
-  if findings[0]:
+  if found:
     table += ("\n\nVerdicts (docs/results.md's rule: " + reporting.RULE + "):\n\n"
-              + reporting.verdict_table(findings))
+              + reporting.verdict_table(found))
   if seeds == 1:
     summary = summaries[0]
   else:
@@ -283,7 +283,8 @@ def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path,
     summary["training_minutes_this_call"] = sum(s["training_minutes_this_call"] for s in summaries)
     summary["training_minutes_all_runs"] = sum(s["training_minutes_all_runs"] for s in summaries)
   summary |= {"table": table, "seeds": seeds, "interval": reporting.interval_kind(seeds),
-              "minutes": (time.perf_counter() - start) / 60}
+              "verdicts": found, "minutes": (time.perf_counter() - start) / 60}
+  summary.pop("findings", None)  # per seed (per_seed), and over the seeds in 'verdicts'
   summary.pop("seed", None)
   _write_report(root / experiment.name, experiment, scale, root, summary,
                 f"{seeds} seeds (0-{seeds - 1}; seed s > 0 in {root}/seed<s>/)" if seeds > 1 else "seed 0")
@@ -322,10 +323,10 @@ def _write_report(out: pathlib.Path, experiment: Experiment, scale: str, root: p
   (out / "results.json").write_text(json.dumps(summary, indent=2))
   count = summary.get("seeds", 1)
   caption = (f"Each measured number: mean [low, high] over the seeds, the interval being the "
-             f"{reporting.interval_kind(count)}; per-seed values in results.json ('per_seed'); figures "
-             f"of seed 0." if count > 1 else
+             f"{reporting.interval_kind(count)} (a number the same in every seed: once); per-seed values "
+             f"in results.json ('per_seed'); figures of seed 0." if count > 1 else
              "One seed: no interval, so no verdict is resolved (`--seeds=N` trains N seeds).")
-  markdown = (f"# {experiment.title}\n\nScale `{scale}`, {seeds}; {len(summary['runs'])} runs in "
+  markdown = (f"# {experiment.title}\n\nScale `{scale}`, {seeds}; {len(summary['runs'])} runs (per seed) in "
               f"{root / RUNS}. {caption}\n\n" + summary["table"] + "\n\n"
               + "\n".join(f"![{f}]({f})" for f in summary["figures"]) + "\n")
   (out / "results.md").write_text(markdown)
