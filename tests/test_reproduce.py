@@ -301,6 +301,7 @@ def test_verdict_rule_on_hand_made_numbers():
   # means 0.35 and 0.30 differ in the paper's direction, but [0.2, 0.5] and [0.1, 0.5] overlap
   assert reporting.verdict([0.2, 0.5], [0.1, 0.5], "more") == "not resolved at this scale (intervals overlap)"
   assert reporting.verdict([0.9], [0.1], "more") == "not resolved at this scale (1 seed)"
+  assert reporting.verdict([0.9, float("nan")], [0.1, 0.2], "more").startswith("not resolved at this scale")
   # four seeds: t-intervals. [1, 2, 3, 4]: mean 2.5, sd sqrt(5/3), t(0.975, 3) = 3.1824 -> 2.5 ± 2.0543
   mean, low, high = reporting.interval([1.0, 2.0, 3.0, 4.0])
   assert (mean, low, high) == pytest.approx((2.5, 2.5 - 2.0543, 2.5 + 2.0543), abs=1e-4)

@@ -134,6 +134,8 @@ def verdict(ours: Sequence[float], than: Sequence[float], paper: str) -> str:
     raise ValueError(f"paper direction is 'more' or 'less', got {paper!r}")
   if min(len(ours), len(than)) < 2:
     return f"{NOT_RESOLVED} (1 seed)"
+  if any(v != v for v in [*ours, *than]):  # nan: e.g. a fraction recovered of no memory advantage
+    return f"{NOT_RESOLVED} (a seed's value is not a number)"
   _, ours_low, ours_high = interval(ours)
   _, than_low, than_high = interval(than)
   if ours_low > than_high:
