@@ -1,6 +1,6 @@
 """Reproduce the paper's findings, one command per experiment.
 
-  python -m memjax.reproduce NAME [--scale=tiny|cpu|paper] [--workdir=DIR]
+  python -m memjax.reproduce NAME [--scale=tiny|cpu|paper] [--workdir=DIR] [--seeds=N]
   python -m memjax.reproduce all --scale=cpu
   python -m memjax.reproduce NAME --scale=paper --dry-run [--devices=8] [--mfu=0.4]
   python -m memjax.reproduce NAME --scale=paper --dry-run --accelerator=v5e-8 [--num_slices=N]
@@ -9,7 +9,11 @@
 NAME is one of EXPERIMENTS (or `all`). Every experiment is a set of ordinary memjax runs in
 DIR/runs/<run> (resumable: run the command again after an interruption; runs shared between
 experiments train once; DIR/compile_cache keeps their compiled steps) and a report in DIR/NAME/:
-results.json, results.md (the table beside the paper's numbers) and PNG figures. `--dry-run` trains
+results.json, results.md (the table beside the paper's numbers) and PNG figures. `--seeds=N` trains
+every run with seeds 0..N-1 (cfg.seed: model initialization and data order), seed s > 0 in
+DIR/seed<s>/runs/<run> (seed 0's are the folders above, so a one-seed workdir is its seed 0), and the
+report shows each number as its mean and interval over the seeds (min-max below 4 seeds, a 95 %
+t-interval from 4) and the verdict of each finding (docs/results.md's rule). `--dry-run` trains
 nothing: it builds every run abstractly and prints its parameters, FLOPs per token, tokens to train,
 compiled per-device memory of one train step on a mesh of --devices devices, and accelerator-hours at
 the stated MFU (see memjax/experiments/dryrun.py). With `--accelerator`, every run is instead
@@ -43,31 +47,33 @@ def experiment(name: str):
   return importlib.import_module(f"memjax.experiments.{name}").EXPERIMENT
 
 
-def run_config(name: str, scale: str, root: str | pathlib.Path):
-  """The config the suite trains run `name` with at `scale` in workdir `root` (the first experiment
-  that plans it; every other plans the same config under that name)."""
+def run_config(name: str, scale: str, root: str | pathlib.Path, seed: int = 0):
+  """The config the suite trains run `name` with at `scale` and `seed` in workdir `root` (the first
+  experiment that plans it; every other plans the same config under that name)."""
   from memjax.experiments import suite
 
   suite.check_scale(scale)
   for experiment_name in EXPERIMENTS:
-    for spec in experiment(experiment_name).plan(scale, pathlib.Path(root)):
+    for spec in suite.plan(experiment(experiment_name), scale, root, seed):
       if spec.name == name:
         return spec.cfg
   raise ValueError(f"no experiment has a run {name!r} at scale {scale!r}")
 
 
-def commands(name: str, scale: str, workdir: str) -> list[str]:
-  """For each run of experiment `name`, the command that trains it alone, as the suite does."""
+def commands(name: str, scale: str, workdir: str, seeds: int = 1) -> list[str]:
+  """For each seed and run of experiment `name`, the command that trains it alone, as the suite does."""
   from memjax.experiments import suite
 
-  return [f"python -m memjax.train --config=configs/experiments.py:{spec.name},scale={scale},workdir={workdir} "
-          f"--workdir={suite.run_dir(pathlib.Path(workdir), spec.name)}"
-          for spec in experiment(name).plan(scale, pathlib.Path(workdir))]
+  return [f"python -m memjax.train --config=configs/experiments.py:{spec.name},scale={scale},workdir={workdir}"
+          f"{f',seed={seed}' if seed else ''} --workdir={suite.run_dir(suite.seed_dir(workdir, seed), spec.name)}"
+          for seed in range(seeds) for spec in suite.plan(experiment(name), scale, workdir, seed)]
 
 
 def define_flags() -> None:
   flags.DEFINE_enum("scale", "cpu", ["tiny", "cpu", "paper"], "Scale of every run.")
   flags.DEFINE_string("workdir", "", "Folder for the runs and reports (default: runs/reproduce_<scale>).")
+  flags.DEFINE_integer("seeds", 1, "Train every run with seeds 0..N-1 (seed s > 0 in WORKDIR/seed<s>/); "
+                       "tables show mean and interval over them.", lower_bound=1)
   flags.DEFINE_bool("dry_run", False, "Build every run without training (spelled --dry-run too).")
   flags.DEFINE_integer("devices", 8, "Dry run: devices of the target mesh.")
   flags.DEFINE_float("mfu", 0.4, "Dry run: assumed model FLOPs utilization, in (0, 1].")
@@ -104,7 +110,7 @@ def main(argv: list[str]) -> None:
   workdir = FLAGS.workdir or f"runs/reproduce_{FLAGS.scale}"
   if FLAGS.commands:
     for name in names:
-      print("\n".join(commands(name, FLAGS.scale, workdir)))
+      print("\n".join(commands(name, FLAGS.scale, workdir, FLAGS.seeds)))
     return
   if FLAGS.dry_run and FLAGS.accelerator:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the host compiles; the TPU devices are abstract
@@ -147,7 +153,8 @@ def main(argv: list[str]) -> None:
   from memjax.experiments import suite
 
   for name in names:
-    summary = suite.run_experiment(experiment(name), FLAGS.scale, workdir, progress=not FLAGS.quiet)
+    summary = suite.run_experiment(experiment(name), FLAGS.scale, workdir, progress=not FLAGS.quiet,
+                                   seeds=FLAGS.seeds)
     print(f"\n{summary['table']}\n\n{name}: {summary['minutes']:.1f} min this call (its runs trained "
           f"in {summary['training_minutes_all_runs']:.1f} min, runs shared with other experiments included); "
           f"{workdir}/{name}/results.md, results.json, {', '.join(summary['figures'])}", flush=True)

@@ -292,3 +292,97 @@ def test_one_run_alone_gets_the_config_the_suite_trains_it_with(scale, tmp_path,
   for run in ("mixer_probe_causal_lm", "transformer_memory_combined"):
     assert load_config(f"experiments.py:{run},scale={scale},workdir={root}").to_dict() == specs[run].cfg.to_dict()
   assert load_config(f"experiments.py:mixer_clm,scale={scale}").train.steps == specs["mixer_clm"].cfg.train.steps
+
+
+def test_verdict_rule_on_hand_made_numbers():
+  """docs/results.md's rule: reproduces when the rows' intervals separate in the paper's direction,
+  does not when they separate the other way, not resolved when they overlap or one seed was run."""
+  assert reporting.verdict([0.5, 0.6], [0.1, 0.2], "more") == "reproduces"  # [0.5, 0.6] above [0.1, 0.2]
+  assert reporting.verdict([0.5, 0.6], [0.1, 0.2], "less") == "does not reproduce"
+  assert reporting.verdict([0.1, 0.2], [0.5, 0.6], "less") == "reproduces"
+  # means 0.35 and 0.30 differ in the paper's direction, but [0.2, 0.5] and [0.1, 0.5] overlap
+  assert reporting.verdict([0.2, 0.5], [0.1, 0.5], "more") == "not resolved at this scale (intervals overlap)"
+  assert reporting.verdict([0.9], [0.1], "more") == "not resolved at this scale (1 seed)"
+  assert reporting.verdict([0.9, float("nan")], [0.1, 0.2], "more").startswith("not resolved at this scale")
+  # four seeds: t-intervals. [1, 2, 3, 4]: mean 2.5, sd sqrt(5/3), t(0.975, 3) = 3.1824 -> 2.5 ± 2.0543
+  mean, low, high = reporting.interval([1.0, 2.0, 3.0, 4.0])
+  assert (mean, low, high) == pytest.approx((2.5, 2.5 - 2.0543, 2.5 + 2.0543), abs=1e-4)
+  # [4.6, 4.7, 4.8, 4.9]: 4.75 ± 3.1824 * sqrt(0.05 / 3) / 2 = [4.5446, 4.9554], which overlaps
+  # [0.4457, 4.5543] though every value is above 4; three seeds of each: min-max, [1, 3] below [4.6, 4.8]
+  assert reporting.verdict([1.0, 2.0, 3.0, 4.0], [4.6, 4.7, 4.8, 4.9], "less") == (
+      "not resolved at this scale (intervals overlap)")
+  assert reporting.verdict([1.0, 2.0, 3.0], [4.6, 4.7, 4.8], "less") == "reproduces"
+  assert reporting.interval([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)  # three seeds: min-max
+  assert reporting.interval_kind(3) == "min-max of the seeds"
+  assert reporting.interval_kind(4) == "95 % t-interval of the mean"
+  with pytest.raises(ValueError):
+    reporting.verdict([1.0, 2.0], [0.0, 0.0], "bigger")
+
+
+def test_seeds_combine_line_by_line():
+  """Recorded reports of two seeds: numbers the same in both once, others as mean [min, max]; a
+  line that reads differently per seed (a warning) once per seed."""
+  texts, numbers = [], []
+  for ratio, gain in ((6.0, 0.31), (8.0, 0.01)):
+    with reporting.recording() as recorded:
+      texts.append(reporting.markdown_table(["a", "b"], [["x", 0.5], ["y", ratio]]) + "\n\n"
+                   + reporting.memory_advantage_note({"mixer": gain}))
+    numbers.append(list(recorded))
+  combined = reporting.combine(texts, numbers).splitlines()
+  assert combined[2:4] == ["| x | 0.5000 |", "| y | 7.000 [6.000, 8.000] |"]
+  assert combined[5] == "(seed 0) " + reporting.memory_advantage_note({"mixer": 0.31})
+  assert combined[6] == "(seed 1) " + reporting.memory_advantage_note({"mixer": 0.01})
+  assert reporting.render(texts[0], numbers[0]) == (reporting.markdown_table(["a", "b"], [["x", 0.5], ["y", 6.0]])
+                                                    + "\n\n" + reporting.memory_advantage_note({"mixer": 0.31}))
+
+
+def test_two_seeds_train_in_their_own_folders_and_tables_show_their_range(reproduced, tmp_path):
+  """`--seeds=2` on a workdir holding a one-seed reproduction: seed 0 is that workdir's runs, read
+  back (not trained again), seed 1 trains in seed1/ with cfg.seed 1, and every measured number of
+  the table is the mean and min-max of the two seeds' values."""
+  import shutil
+
+  from memjax.experiments import memory
+
+  root, one_seed = reproduced[0], reproduced[1]["memory"]
+  for name in one_seed["runs"]:  # the memory runs read no other run, so a copy is the same run
+    shutil.copytree(root / suite.RUNS / name, tmp_path / suite.RUNS / name)
+  summary = suite.run_experiment(memory.EXPERIMENT, "tiny", tmp_path, progress=False, seeds=2)
+  seed0, seed1 = summary["per_seed"]
+  assert seed0["rows"] == one_seed["rows"]  # seed 0 is what a one-seed run made
+  assert not any(run["trained_now"] for run in seed0["runs"].values())
+  assert all(run["trained_now"] for run in seed1["runs"].values())
+  for name in one_seed["runs"]:
+    assert json.loads((tmp_path / "seed1" / suite.RUNS / name / "config.json").read_text())["seed"] == 1
+    assert json.loads((tmp_path / suite.RUNS / name / "config.json").read_text())["seed"] == 0
+  assert (tmp_path / "seed1" / "memory" / "results.md").exists()  # seed 1's own report
+  losses = [(a["eval_loss"], b["eval_loss"]) for a, b in zip(seed0["rows"], seed1["rows"])]
+  assert all(a != b for a, b in losses)  # another init and data order: other numbers
+  saved = json.loads((tmp_path / "memory" / "results.json").read_text())
+  assert saved["seeds"] == 2 and saved["interval"] == "min-max of the seeds"
+  table = summary["table"].splitlines()
+  for row, (a, b) in zip(seed0["rows"], losses):
+    line = next(line for line in table if line.startswith(f"| mixer | {row['model']} |"))
+    assert f"| {(a + b) / 2:.3f} [{min(a, b):.3f}, {max(a, b):.3f}] |" in line  # by hand: min-max of 2
+    combined = next(r for r in saved["rows"] if r["model"] == row["model"])["eval_loss"]
+    assert (combined["low"], combined["high"], combined["per_seed"]) == (min(a, b), max(a, b), [a, b])
+  first = saved["verdicts"][0]  # parallel vs no memory, each seed's eval CE
+  assert first["ours"] == [losses[0][0], losses[0][1]] and first["verdict"] == reporting.verdict(
+      first["ours"], first["than"], "less")
+  assert "Verdicts" in summary["table"] and "min-max of the seeds" in (tmp_path / "memory" / "results.md").read_text()
+
+
+def test_commands_of_each_seed_read_that_seeds_runs(tmp_path, capsys):
+  """`--commands --seeds=2`: seed 1's runs in seed1/runs/, their configs (seed=1) reading seed 1's
+  encoders and earlier stages."""
+  from conftest import load_config
+
+  cli.call(reproduce, ["copy", "--commands", "--scale=tiny", "--seeds=2", f"--workdir={tmp_path}"])
+  printed = capsys.readouterr().out.splitlines()
+  plan = suite.plan(reproduce.experiment("copy"), "tiny", tmp_path, seed=1)
+  assert len(printed) == 2 * len(plan)
+  line = next(line for line in printed if "mixer_curriculum_frozen_ae,scale=tiny" in line and "seed=1" in line)
+  assert line.endswith(f"--workdir={tmp_path / 'seed1' / suite.RUNS / 'mixer_curriculum_frozen_ae'}")
+  cfg = load_config(line.split("--config=configs/")[1].split()[0])
+  assert cfg.seed == 1 and cfg.train.init_from == str(tmp_path / "seed1" / suite.RUNS / "mixer_blank_copy_frozen_ae")
+  assert cfg.encoder.checkpoint == str(tmp_path / "seed1" / suite.RUNS / "mixer_autoencoder")

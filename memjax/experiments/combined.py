@@ -88,5 +88,16 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "combined.png")]}
 
 
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """The paper: combined-objective memory models copy and hold (probe) more than CLM-only ones."""
+  out = []
+  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
+    by = {r["model"]: r for r in summary["rows"] if r["family"] == family}
+    out += [reporting.finding(f"{family} {label}: CLM + copy vs CLM only", by["CLM + copy"][key],
+                              by["CLM only"][key], "more")
+            for label, key in (("copy acc.", "copy_accuracy"), ("probe token acc.", "probe_token_accuracy"))]
+  return out
+
+
 EXPERIMENT = suite.Experiment("combined", "Combined objectives vs CLM-only memory models (paper §5.7, §8)",
-                              plan, report)
+                              plan, report, findings=findings)

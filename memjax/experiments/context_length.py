@@ -47,4 +47,16 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "context_length.png")]}
 
 
-EXPERIMENT = suite.Experiment("context_length", "Probe accuracy vs context length (paper §5.2)", plan, report)
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """The paper: one embedding holds less of a longer context (probe token accuracy falls with n_ctx)."""
+  out = []
+  for label, _ in ENCODERS:
+    by_length = {r["n_ctx"]: r["token_accuracy"] for r in summary["rows"] if r["encoder"] == label}
+    short, long = min(by_length), max(by_length)
+    out.append(reporting.finding(f"{FAMILY} {label} probe token acc.: n_ctx {short} vs {long}",
+                                 by_length[short], by_length[long], "more"))
+  return out
+
+
+EXPERIMENT = suite.Experiment("context_length", "Probe accuracy vs context length (paper §5.2)", plan, report,
+                              findings=findings)

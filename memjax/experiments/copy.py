@@ -100,4 +100,26 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "copy.png")]}
 
 
-EXPERIMENT = suite.Experiment("copy", "Copy, blank copy and curricula (paper §5.7)", plan, report)
+# (first row's suffix, second row's, the paper: the first's copy accuracy is 'more' or 'less'); a
+# curriculum row has trained its blank-copy stage too (twice a single row's steps).
+FINDINGS: tuple[tuple[str, str, str], ...] = (
+    ("copy_trainable", "copy_no_memory", "more"),
+    ("curriculum_frozen_ae", "blank_copy_frozen_ae", "more"),
+    ("curriculum_no_memory", "curriculum_frozen_ae", "less"),
+    ("curriculum_frozen_clm", "curriculum_frozen_ae", "less"),
+)
+
+
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  out = []
+  labels = {suffix: label for label, suffix, _ in ROWS}
+  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
+    accuracy = {r["model"]: r["copy_accuracy"] for r in summary["rows"] if r["family"] == family}
+    out += [reporting.finding(f"{family} copy acc.: {labels[first]} vs {labels[second]}",
+                              accuracy[labels[first]], accuracy[labels[second]], paper)
+            for first, second, paper in FINDINGS]
+  return out
+
+
+EXPERIMENT = suite.Experiment("copy", "Copy, blank copy and curricula (paper §5.7)", plan, report,
+                              findings=findings)

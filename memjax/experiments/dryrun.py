@@ -74,6 +74,13 @@ def size_run(spec: suite.RunSpec, devices: Sequence[Any], *, compile_memory: boo
           "objectives": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in per_objective.items()}}
 
 
+# What a total's by_experiment adds up: each experiment's runs in full, so a run shared between
+# experiments (a causal LM, an autoencoder, a memory model, their probes) is in every one that uses
+# it, and their sum exceeds the total, which counts each distinct run once.
+BY_EXPERIMENT_COUNTS = ("every run each experiment uses, shared runs in each experiment that uses them "
+                        "(their sum exceeds the total, which counts each distinct run once)")
+
+
 def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: float = 0.4,
             peak_flops: float = 989e12, compile_memory: bool = True, lower: bool = True) -> dict[str, Any]:
   """Sizes every run of `experiments` at paper scale. `lower=False` skips XLA entirely (FLOPs by
@@ -102,7 +109,8 @@ def dry_run(experiments: Sequence[suite.Experiment], *, devices: int = 8, mfu: f
             "max_memory_gib_per_device": max((r["memory_gib_per_device"] for r in sized.values()
                                               if r["memory_gib_per_device"] is not None), default=None),
             "by_experiment": {e.name: sum(r["accelerator_hours"] for r in rows if r["experiment"] == e.name)
-                              for e in experiments}}
+                              for e in experiments},
+            "by_experiment_counts": BY_EXPERIMENT_COUNTS}
   return {"rows": rows, "totals": totals}
 
 
@@ -152,7 +160,8 @@ def compile_for_tpu(experiments: Sequence[suite.Experiment], accelerator: str, *
   totals = {"accelerator": accelerator, "num_slices": num_slices, "runs": len(sized),
             "compiled": len(cache), "chip_hours": sum(r["chip_hours"] for r in sized.values()),
             "by_experiment": {e.name: sum(r["chip_hours"] for r in rows if r["experiment"] == e.name)
-                              for e in experiments}}
+                              for e in experiments},
+            "by_experiment_counts": BY_EXPERIMENT_COUNTS}
   return {"rows": rows, "totals": totals, "problems": problems, "table": tpu_compile.table(steps)}
 
 

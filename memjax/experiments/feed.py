@@ -44,4 +44,14 @@ def report(ctx: suite.Context) -> dict[str, Any]:
   return {"rows": rows, "table": table, "figures": [reporting.save(fig, ctx.out / "feed.png")]}
 
 
-EXPERIMENT = suite.Experiment("feed", "Unrolled vs repeated decoder input (paper §8 item 6)", plan, report)
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """The paper: unrolled >> repeated for transformer autoencoders (token accuracy)."""
+  accuracy = {(r["family"], r["feed"]): r["token_accuracy"] for r in summary["rows"]}
+  if ("transformer", "unroll") not in accuracy:
+    return []
+  return [reporting.finding("transformer autoencoder token acc.: unrolled vs repeated feed",
+                            accuracy["transformer", "unroll"], accuracy["transformer", "repeat"], "more")]
+
+
+EXPERIMENT = suite.Experiment("feed", "Unrolled vs repeated decoder input (paper §8 item 6)", plan, report,
+                              findings=findings)

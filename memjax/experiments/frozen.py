@@ -90,4 +90,26 @@ def report(ctx: suite.Context) -> dict[str, Any]:
           "figures": [reporting.save(fig, ctx.out / "frozen.png")]}
 
 
-EXPERIMENT = suite.Experiment("frozen", "Frozen autoencoder encoders in memory models (paper §5.6)", plan, report)
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """The paper: the frozen encoder's fraction of memory loss recovered rises over training, more for
+  mixers than transformers; a transformer decoder reading a mixer's is worse than no memory early."""
+  out, end = [], {}
+  for row in summary["rows"]:
+    first, last = row["fraction_recovered_first_eval"], row["fraction_recovered"]
+    if first is None or last is None:
+      continue
+    if row["model"] == "frozen autoencoder encoder":
+      end[row["family"]] = last
+      out.append(reporting.finding(f"{row['family']} decoder, frozen AE: fraction recovered at the end vs "
+                                   "the first eval", last, first, "more"))
+    if row["model"] == "frozen mixer autoencoder encoder":
+      out.append(reporting.finding("transformer decoder, frozen mixer AE: fraction recovered at the first "
+                                   "eval vs 0 (no memory)", first, 0.0, "less"))
+  if len(end) == 2:
+    out.append(reporting.finding("fraction recovered at the end: mixer vs transformer", end["mixer"],
+                                 end["transformer"], "more"))
+  return out
+
+
+EXPERIMENT = suite.Experiment("frozen", "Frozen autoencoder encoders in memory models (paper §5.6)", plan, report,
+                              findings=findings)

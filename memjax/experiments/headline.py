@@ -36,7 +36,7 @@ EXPERIMENT = suite.Experiment(
     "headline", "Information in one embedding: the headline (paper §5.1, Fig. 1)",
     functools.partial(information.plan, families=(FAMILY,), encoders=ENCODERS),
     functools.partial(information.report, families=(FAMILY,), encoders=ENCODERS, figure="headline.png"),
-    scales=SCALES)
+    scales=SCALES, findings=information.findings)
 
 
 def define_flags() -> None:

@@ -70,5 +70,24 @@ def report(ctx: suite.Context) -> dict[str, Any]:
           "figures": [reporting.save(fig, ctx.out / "memory.png")]}
 
 
+# (family or None for every family, first model, second model, the paper: the first's eval CE is
+# 'more' or 'less' than the second's)
+FINDINGS: tuple[tuple[str | None, str, str, str], ...] = (
+    (None, "parallel, fixed slots", "no memory", "less"),
+    (None, "recurrent (RMT)", "parallel, fixed slots", "more"),
+    ("transformer", "full context", "parallel, fixed slots", "less"),
+    ("transformer", "parallel, variable slots", "parallel, fixed slots", "more"),
+)
+
+
+def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  out = []
+  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
+    loss = {r["model"]: r["eval_loss"] for r in summary["rows"] if r["family"] == family}
+    out += [reporting.finding(f"{family} eval CE: {first} vs {second}", loss[first], loss[second], paper)
+            for only, first, second, paper in FINDINGS if only in (None, family)]
+  return out
+
+
 EXPERIMENT = suite.Experiment("memory", "Memory models vs no memory, full context and recurrence (paper §5.5)",
-                              plan, report)
+                              plan, report, findings=findings)

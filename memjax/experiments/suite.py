@@ -128,6 +128,23 @@ def run_dir(root: pathlib.Path, name: str) -> pathlib.Path:
   return pathlib.Path(root) / RUNS / name
 
 
+def seed_dir(root: str | pathlib.Path, seed: int) -> pathlib.Path:
+  """The workdir of one seed's runs and report: `root` itself for seed 0 (the folders a one-seed
+  reproduction has always made), `root/seed<seed>` for the others."""
+  return pathlib.Path(root) if seed == 0 else pathlib.Path(root) / f"seed{seed}"
+
+
+def plan(experiment: "Experiment", scale: str, root: str | pathlib.Path, seed: int = 0) -> list[RunSpec]:
+  """An experiment's runs for one seed: its plan in that seed's folder (seed_dir), so a run that reads
+  another (a frozen or probed encoder, a curriculum's earlier stage) reads the same seed's, each with
+  `cfg.seed = seed`, which seeds both its model's initialization and its training data's order
+  (training/program.py, training/loop.py). Seed 0 is every config as planned (seed 0)."""
+  specs = experiment.plan(scale, seed_dir(root, seed))
+  for spec in specs:
+    spec.cfg.seed = seed
+  return specs
+
+
 def set_progress(specs: Iterable[RunSpec], progress: bool, async_checkpoints: bool = True) -> None:
   for spec in specs:
     spec.cfg.train.update(progress=progress, async_checkpoints=async_checkpoints)
@@ -181,13 +198,16 @@ def check_finished(directory: pathlib.Path, cfg: ml_collections.ConfigDict) -> N
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """`plan(scale, root)` lists the runs; `report(context)` turns their results into a summary with
-  at least 'table' (markdown) and 'figures' (PNG names written to context.out)."""
+  at least 'table' (markdown) and 'figures' (PNG names written to context.out); `findings(summary)`
+  (optional) lists the paper's findings that one seed's summary compares (reporting.finding), whose
+  verdicts run_experiment gives over the seeds."""
 
   name: str
   title: str
   plan: Callable[[str, pathlib.Path], list[RunSpec]]
   report: Callable[["Context"], dict[str, Any]]
   scales: tuple[str, ...] = SCALES
+  findings: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,32 +229,107 @@ class Context:
 
 
 def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path, *,
-                   progress: bool = True) -> dict[str, Any]:
-  """Trains an experiment's runs and writes <root>/<name>/{results.json, results.md, *.png}."""
+                   progress: bool = True, seeds: int = 1) -> dict[str, Any]:
+  """Trains an experiment's runs with `seeds` seeds (0, 1, ...: `plan`) and writes
+  <root>/<name>/{results.json, results.md, *.png}: with one seed its report; with more, every measured
+  number of the seeds' reports as its mean and interval (reporting.combine: min-max below 4 seeds, a
+  95 % t-interval from 4), the verdicts of its findings (reporting.verdict), each seed's own summary in
+  results.json's 'per_seed', and seed 0's figures; each seed s > 0 also has its own report in
+  <root>/seed<s>/<name>/."""
+  from memjax.experiments import reporting
+
   check_scale(scale, experiment.scales)
+  if seeds < 1:
+    raise ValueError(f"seeds must be at least 1, got {seeds}")
   root = pathlib.Path(root)
   start = time.perf_counter()
-  specs = experiment.plan(scale, root)
-  set_progress(specs, progress)
-  results = train(specs, root, label=f"{experiment.name}: ")
-  out = root / experiment.name
-  out.mkdir(parents=True, exist_ok=True)
-  context = Context(scale, root, out, {s.name: s for s in specs}, results)
-  summary = experiment.report(context)
-  trained = sum(r.get("seconds", 0.0) for r in results.values() if r.get("trained_now"))
-  summary |= {"experiment": experiment.name, "scale": scale,
-              "minutes": (time.perf_counter() - start) / 60,
-              "training_minutes_this_call": trained / 60,
-              # what the experiment costs from an empty workdir: every run's own training time,
-              # whichever call trained it (runs shared with other experiments included)
-              "training_minutes_all_runs": sum(r.get("seconds", 0.0) for r in results.values()) / 60,
-              "runs": {name: {"step": r["step"], "eval": r["eval"], "seconds": r.get("seconds")}
-                       for name, r in results.items()}}
-  (out / "results.json").write_text(json.dumps(summary, indent=2))
-  markdown = (f"# {experiment.title}\n\nScale `{scale}`; {len(specs)} runs in {root / RUNS}.\n\n"
-              + summary["table"] + "\n\n" + "\n".join(f"![{f}]({f})" for f in summary["figures"]) + "\n")
-  (out / "results.md").write_text(markdown)
+  summaries, texts, numbers = [], [], []
+  for seed in range(seeds):
+    seed_root = seed_dir(root, seed)
+    specs = plan(experiment, scale, root, seed)
+    set_progress(specs, progress)
+    label = f"{experiment.name}{f' seed {seed}' if seeds > 1 else ''}: "
+    results = train(specs, seed_root, label=label)
+    out = seed_root / experiment.name
+    out.mkdir(parents=True, exist_ok=True)
+    context = Context(scale, seed_root, out, {s.name: s for s in specs}, results)
+    with reporting.recording() as recorded:
+      summary = experiment.report(context)
+    summary["findings"] = experiment.findings(summary) if experiment.findings else []
+    texts.append(summary["table"])
+    numbers.append(list(recorded))
+    summary["table"] = reporting.render(summary["table"], recorded)
+    trained = sum(r.get("seconds", 0.0) for r in results.values() if r.get("trained_now"))
+    summary |= {"experiment": experiment.name, "scale": scale, "seed": seed,
+                "training_minutes_this_call": trained / 60,
+                # what the experiment costs from an empty workdir: every run's own training time,
+                # whichever call trained it (runs shared with other experiments included)
+                "training_minutes_all_runs": sum(r.get("seconds", 0.0) for r in results.values()) / 60,
+                "runs": {name: {"step": r["step"], "eval": r["eval"], "seconds": r.get("seconds"),
+                                "trained_now": bool(r.get("trained_now"))}
+                         for name, r in results.items()}}
+    summaries.append(summary)
+    if seed > 0:  # this seed's own report (seed 0's folder holds the combined one)
+      _write_report(out, experiment, scale, seed_root, summary, f"seed {seed}")
+  found = reporting.verdicts([s.get("findings", []) for s in summaries])
+  table = reporting.combine(texts, numbers) + budget_note(specs)
+  if found:
+    table += ("\n\nVerdicts (docs/results.md's rule: " + reporting.RULE + "):\n\n"
+              + reporting.verdict_table(found))
+  if seeds == 1:
+    summary = summaries[0]
+  else:
+    summary = reporting.combine_json(summaries) | {"per_seed": summaries}
+    summary["training_minutes_this_call"] = sum(s["training_minutes_this_call"] for s in summaries)
+    summary["training_minutes_all_runs"] = sum(s["training_minutes_all_runs"] for s in summaries)
+  summary |= {"table": table, "seeds": seeds, "interval": reporting.interval_kind(seeds),
+              "verdicts": found, "minutes": (time.perf_counter() - start) / 60}
+  summary.pop("findings", None)  # per seed (per_seed), and over the seeds in 'verdicts'
+  summary.pop("seed", None)
+  _write_report(root / experiment.name, experiment, scale, root, summary,
+                f"{seeds} seeds (0-{seeds - 1}; seed s > 0 in {root}/seed<s>/)" if seeds > 1 else "seed 0")
   return summary
+
+
+def budgets(specs: Sequence[RunSpec]) -> dict[str, int]:
+  """Each run's training steps, a chained stage's (train.init_from, a run of `specs`) with those of
+  the stages before it."""
+  by_name = {spec.name: spec for spec in specs}
+
+  def total(spec: RunSpec) -> int:
+    source = pathlib.Path(spec.cfg.train.get("init_from", "") or "").name
+    return spec.cfg.train.steps + (total(by_name[source]) if source in by_name else 0)
+
+  return {spec.name: total(spec) for spec in specs}
+
+
+def budget_note(specs: Sequence[RunSpec]) -> str:
+  """A line under a report whose runs trained for different numbers of steps, so that rows compared
+  across budgets say so ('' where every run trained as long)."""
+  groups: dict[int, list[str]] = {}
+  for name, steps in budgets(specs).items():
+    groups.setdefault(steps, []).append(name)
+  if len(groups) < 2:
+    return ""
+  return ("\n\nTraining budgets differ between these runs (steps; a chained stage counts the stages "
+          "before it), so rows of different budgets compare the budgets too: "
+          + "; ".join(f"{steps}: {', '.join(names)}" for steps, names in sorted(groups.items())) + ".")
+
+
+def _write_report(out: pathlib.Path, experiment: Experiment, scale: str, root: pathlib.Path,
+                  summary: dict[str, Any], seeds: str) -> None:
+  from memjax.experiments import reporting
+
+  (out / "results.json").write_text(json.dumps(summary, indent=2))
+  count = summary.get("seeds", 1)
+  caption = (f"Each measured number: mean [low, high] over the seeds, the interval being the "
+             f"{reporting.interval_kind(count)} (a number the same in every seed: once); per-seed values "
+             f"in results.json ('per_seed'); figures of seed 0." if count > 1 else
+             "One seed: no interval, so no verdict is resolved (`--seeds=N` trains N seeds).")
+  markdown = (f"# {experiment.title}\n\nScale `{scale}`, {seeds}; {len(summary['runs'])} runs (per seed) in "
+              f"{root / RUNS}. {caption}\n\n" + summary["table"] + "\n\n"
+              + "\n".join(f"![{f}]({f})" for f in summary["figures"]) + "\n")
+  (out / "results.md").write_text(markdown)
 
 
 def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]:
