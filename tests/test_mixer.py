@@ -30,7 +30,7 @@ def reference_token_mixing(weight_KxTxT, bias_T, z_BxTxF):
   return y
 
 
-@pytest.mark.parametrize("kernel", [1, 2, 3, 4])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 8])
 def test_flat_token_mixing_matches_reference_conv(kernel):
   mix = mixer.TokenMixing(config(mixer_kernel=kernel), rngs=nnx.Rngs(0))
   z = np.asarray(jax.random.normal(jax.random.key(1), (2, 5, 6)))

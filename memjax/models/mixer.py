@@ -28,6 +28,21 @@ def shifted_features(z_BxTxF: jax.Array, kernel: int) -> jax.Array:
   return jnp.stack([padded[..., p:p + F] for p in range(kernel)], axis=1)
 
 
+def mix_taps(weight_NxKxTxT: jax.Array, z_BxNxTxF: jax.Array) -> jax.Array:
+  """y[b, n, i, f] = sum_{j, p} W[n, p, i, j] z[b, n, j, f + p - (k-1)//2]: a 1-D convolution over
+  the feature axis with T input channels (j), T output channels (i) and one group per map, as the
+  reference's Conv1d(T, T, k). The convolution reads each input once where stacking the k shifted
+  copies of z first would write and read k copies of the activations, forward and backward."""
+  N, k, T, _ = weight_NxKxTxT.shape
+  B, _, _, F = z_BxNxTxF.shape
+  left = (k - 1) // 2
+  y_BxNTxF = jax.lax.conv_general_dilated(
+      z_BxNxTxF.reshape(B, N * T, F), weight_NxKxTxT.transpose(0, 2, 3, 1).reshape(N * T, T, k),
+      window_strides=(1,), padding=[(left, k - 1 - left)], dimension_numbers=("NCW", "OIW", "NCW"),
+      feature_group_count=N)
+  return y_BxNTxF.reshape(B, N, T, F)
+
+
 class TokenMixing(nnx.Module):
   """Causal token mixing y_i = b_i + sum_{j<=i} sum_p W[p, i, j] z_j(shifted by p), per head."""
 
@@ -53,8 +68,7 @@ class TokenMixing(nnx.Module):
     if self.kernel == 1:
       y_BxNxTxF = jnp.einsum("nij,bnjf->bnif", weight_NxKxTxT[:, 0], z_BxNxTxF)
     else:
-      taps_BxNxKxTxF = jax.vmap(shifted_features, in_axes=(1, None), out_axes=1)(z_BxNxTxF, self.kernel)
-      y_BxNxTxF = jnp.einsum("nkij,bnkjf->bnif", weight_NxKxTxT, taps_BxNxKxTxF)
+      y_BxNxTxF = mix_taps(weight_NxKxTxT, z_BxNxTxF)
     y_BxNxTxF = y_BxNxTxF + self.bias[...][None, :, :, None]
     y_BxTxD = y_BxNxTxF.transpose(0, 2, 1, 3).reshape(B, T, D)
     return self.out(y_BxTxD) if self.heads else y_BxTxD
