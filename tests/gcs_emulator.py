@@ -11,7 +11,6 @@ ranges with them).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
