@@ -12,6 +12,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
+import contextlib  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -25,6 +26,23 @@ def load_config(spec: str):
 
   name, _, arg = spec.partition(":")
   return config.load(CONFIGS / name, arg or None)
+
+
+@contextlib.contextmanager
+def no_persistent_cache():
+  """The persistent compilation cache above off: a TPU executable cannot be reloaded by a CPU
+  process (a warning on every later read), so tests that compile for TPU write none."""
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache
+
+  enabled = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  compilation_cache.reset_cache()  # whether the cache is used is decided once, then remembered
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,6 @@ Tolerances: float32 paths agree to 2e-5 (measured ~2e-6: only the summation orde
 bfloat16 inputs agree to 2e-2 (the outputs' own bf16 rounding, 2^-8 relative, on values of ~1).
 """
 
-import contextlib
 import json
 import os
 
@@ -15,14 +14,13 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from memjax import models
 from memjax.kernels import attention, splash
 from memjax.models.config import StackConfig
 from memjax.training import loop, run_folder, sharding
-from conftest import load_config
+from conftest import load_config, no_persistent_cache
 
 F32_TOL, BF16_TOL = 2e-5, 2e-2
 
@@ -193,20 +191,6 @@ def tpu_devices():
     return topologies.get_topology_desc(platform="tpu", topology_name="v5e:2x2").devices
   except Exception as error:  # no libtpu, or one that cannot load here
     pytest.skip(f"libtpu cannot load: {type(error).__name__}: {error}")
-
-
-@contextlib.contextmanager
-def no_persistent_cache():
-  """The tests' persistent compilation cache (conftest.py) off: a TPU executable cannot be reloaded
-  by a CPU process (a warning on every later read), so none is written."""
-  enabled = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  compilation_cache.reset_cache()  # whether the cache is used is decided once, then remembered
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_compilation_cache", enabled)
-    compilation_cache.reset_cache()
 
 
 @pytest.mark.parametrize("path", ["splash", "auto"])

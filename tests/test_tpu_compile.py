@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import CONFIGS, load_config
+from conftest import CONFIGS, load_config, no_persistent_cache
 from memjax import accelerators
 from memjax.training import tpu_compile
 
@@ -25,6 +25,8 @@ def libtpu():
     tpu_compile.topology_devices(accelerators.parse("v5e-4"))
   except tpu_compile.LibTpuUnavailable as error:
     pytest.skip(str(error))
+  with no_persistent_cache():  # nothing this module compiles could be read back
+    yield
 
 
 RUNS = {
