@@ -48,7 +48,7 @@ def probe_row(results: dict[str, Any], **labels: Any) -> dict[str, Any]:
                    "bits_per_byte": metrics["reconstruction/bits_per_byte"]}
 
 
-SMALL_GAIN = 0.05  # nats: below this a memory advantage is too small to divide by (seeds not repeated)
+SMALL_GAIN = 0.05  # nats: below this a memory advantage is too small to divide by
 
 
 def memory_advantage_note(gains: dict[str, float]) -> str:
@@ -59,7 +59,7 @@ def memory_advantage_note(gains: dict[str, float]) -> str:
   small = [family for family, gain in gains.items() if abs(gain) < SMALL_GAIN]
   if small:
     note += (f". Under {SMALL_GAIN} nats ({', '.join(small)}), the fractions recovered divide by a "
-             "difference too small to read (one seed per run) and mean nothing.")
+             "difference too small to read and mean nothing.")
   return note
 
 
