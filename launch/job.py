@@ -8,9 +8,11 @@ checkpoint. xpk restarts on 42 and on 128-255 by default; the launchers here fol
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import subprocess
+import tempfile
 
 from launch.runner import Cmd, MissingTool, Runner, cmd
 
@@ -18,6 +20,12 @@ PREEMPTED = 42
 JAX_VERSION = "0.10.2"  # the jax memjax's tests ran with; pinned on every worker (--jax-version)
 EXTRAS = "hf"  # memjax extras installed with it: the paper presets read hf:fineweb-edu (--extras)
 SSH_LOST = 255  # what ssh and scp exit with when the connection drops (a spot VM preempted mid-command)
+
+
+def staging_root() -> str:
+  """This process's folder for what it ships: two launches of one name on one machine (two users, two test
+  runs) must not write into, or delete, each other's staging folder."""
+  return os.path.join(tempfile.gettempdir(), f"memjax-launch-{os.getpid()}")
 
 
 def retryable(code: int) -> bool:

@@ -109,7 +109,7 @@ class Slice:
   @property
   def staging(self) -> str:
     """Local folder copied to every worker (its name becomes `home` there)."""
-    return f"/tmp/{self.home}"
+    return f"{jobs.staging_root()}/{self.home}"
 
 
 def _gcloud(s: Slice, *args: str, **kwargs) -> Cmd:

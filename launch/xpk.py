@@ -45,7 +45,7 @@ class Workload:
 
   @property
   def staging(self) -> str:
-    return f"/tmp/memjax-xpk-{self.name}"
+    return f"{jobs.staging_root()}/xpk-{self.name}"
 
 
 def _where(w: Workload) -> list[str]:

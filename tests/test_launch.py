@@ -29,8 +29,8 @@ from launch import job as jobs
 from launch.runner import Cmd, CommandError, Result, Shell
 
 ROOT = pathlib.Path(__file__).parent.parent
-# One xdist worker for the whole file: runs of the same slice name share the launcher's staging
-# folder (/tmp/memjax-<name>), and one test's cleanup removed it under another's running launch.
+# One xdist worker for the whole file: runs of the same slice name in one process share the launcher's
+# staging folder (launch.job.staging_root), and one test's cleanup removed it under another's launch.
 pytestmark = pytest.mark.xdist_group("launch")
 GOLDENS = pathlib.Path(__file__).parent / "goldens" / "launch"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -99,7 +99,7 @@ def head_is_sha(monkeypatch):
 
 def dry_run(argv, capsys) -> str:
   assert cli.main(with_dry_run(argv)) == 0
-  out = capsys.readouterr().out
+  out = capsys.readouterr().out.replace(jobs.staging_root(), "/tmp/memjax-launch-PID")  # stable goldens
   return f"# python -m launch {shlex.join(with_dry_run(argv))}\n{out}"
 
 
@@ -133,7 +133,7 @@ def test_goldens_say_what_the_docs_say(capsys):
   assert "lsof -t /dev/accel*" in v4 and "/dev/vfio" not in v4
   assert "lsof -t /dev/vfio/*" in v5e and "/dev/accel" not in v5e
   for out in (v4, v5e):
-    assert "rm -f /tmp/libtpu_lockfile" in out and f"git archive --format=tar.gz -o /tmp/memjax-memjax-1/code.tar.gz {SHA}" in out
+    assert "rm -f /tmp/libtpu_lockfile" in out and f"git archive --format=tar.gz -o /tmp/memjax-launch-PID/memjax-memjax-1/code.tar.gz {SHA}" in out
     assert "--worker=all '--command=bash memjax-memjax-1/start.sh'" in out
     assert '"jax[tpu]==0.10.2"' in out and "export MEMJAX_DISTRIBUTED=1" in out
   assert "export TFDS_DATA_DIR=gs://my-bucket/tfds" in v5e
@@ -707,8 +707,7 @@ def in_repo(monkeypatch):
   """`git archive HEAD` needs the repository; staging folders are removed afterwards."""
   monkeypatch.chdir(ROOT)
   yield
-  for staging in ("/tmp/memjax-it", "/tmp/memjax-xpk-it", "/tmp/memjax-xpk-it.tar.gz"):
-    shutil.rmtree(staging, ignore_errors=True) if os.path.isdir(staging) else pathlib.Path(staging).unlink(missing_ok=True)
+  shutil.rmtree(jobs.staging_root(), ignore_errors=True)
 
 
 def test_1_a_gs_workdir_installs_gcsfs_in_the_dry_runs(capsys):
