@@ -64,3 +64,16 @@ def test_cross_entropy_value_and_gradient_match_optax(shift):
   ours = lambda logits: entropy.token_cross_entropy(logits, targets, weights, shift=shift)["loss"]
   np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
   np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(reference)(logits), atol=1e-7)
+
+
+def test_both_cross_entropy_backward_passes_equal_optax_gradient():
+  """The scatter (CPU) and the iota one-hot (TPU, GPU) backward passes, each against optax's."""
+  import optax
+
+  logits = 3.0 * jax.random.normal(jax.random.key(2), (2, 5, 7))
+  targets = jax.random.randint(jax.random.key(3), (2, 5), 0, 7)
+  scale = jax.random.uniform(jax.random.key(4), (2, 5))
+  reference = jax.grad(lambda l: (optax.softmax_cross_entropy_with_integer_labels(l, targets) * scale).sum())
+  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+  for grad in (entropy.scattered_grad, entropy.onehot_grad):
+    np.testing.assert_allclose(grad(logits, log_normalizer, targets, scale), reference(logits), atol=1e-6)
