@@ -199,14 +199,14 @@ def decoder(size: dict[str, Any], family: str, feed: str = "", **overrides: Any)
 
 
 def pretrained(path: str) -> ml_collections.ConfigDict:
-  """A converted model's architecture (`python -m memjax.convert hf-llama SRC DIR`), vocabulary and
+  """A converted model's architecture (`python -m memjax.convert hf-llama|bert SRC DIR`), vocabulary and
   tokenizer: {'architecture', 'tie_embeddings', 'vocab_size', 'tokenizer'}."""
   import json
 
   config = pathlib.Path(path) / "config.json"
   if not config.is_file():
     raise FileNotFoundError(f"{path} is not a converted model (no config.json); convert one with "
-                            "python -m memjax.convert hf-llama SRC DIR")
+                            "python -m memjax.convert hf-llama SRC DIR (or bert SRC DIR)")
   run = json.loads(config.read_text())
   if run.get("task") != "clm":
     raise ValueError(f"{path} holds a {run.get('task')!r} run, not a causal LM")
