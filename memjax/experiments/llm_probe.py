@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 from typing import Any
 
 import ml_collections
@@ -180,6 +181,8 @@ def prepare(scale: str, root: pathlib.Path) -> None:
     if scale == "paper":
       raise FileNotFoundError(f"{out} holds no converted {label}: python -m memjax.convert "
                               f"{CONVERTERS[key]} path/to/{folder} {out}")
+    if out.exists():  # a conversion interrupted before its config.json: redo it
+      shutil.rmtree(out)
     hf_dir = pathlib.Path(root) / PRETRAINED / "hf" / folder
     _random_hf_model(hf_config, hf_dir, _tokenizer_json(scale, hf_config["vocab_size"]))
     from memjax.training import pretrained
@@ -193,6 +196,7 @@ def prepare(scale: str, root: pathlib.Path) -> None:
 def _tokenizer_json(scale: str, vocab_size: int) -> str:
   """The BPE tokenizer the preset's runs train (and cache) on the same data."""
   from memjax.data import cache_root, sources, tokenizer
+
   data = suite.config("probe.py", scale).data
   source = sources.resolve(data.source, text_field=data.text_field, split=data.hf_split,
                            streaming=data.hf_streaming)
