@@ -11,7 +11,8 @@ def test_tiny_llm_probe_converts_random_models_and_probes_each_length(tmp_path, 
   rows = summary["rows"]
   assert [(r["key"], r["n_ctx"]) for r in rows] == [("bert", 16), ("bert", 32), ("llama", 16), ("llama", 32)]
   assert all(0.0 <= r["token_accuracy"] <= 1.0 and r["cross_entropy"] > 0 for r in rows)
-  assert "randomly initialized" in summary["table"] and len(summary["verdicts"]) == 2
+  assert "randomly initialized" in summary["table"] and not summary["verdicts"]  # random: no finding
+  assert all(0.0 < r["unigram_floor"]["token_accuracy"] < 1.0 for r in rows)
   bert = json.loads((tmp_path / "pretrained" / "random-bert" / "config.json").read_text())["model"]
   assert bert["family"] == "bert" and bert["max_positions"] == 32
   probe = json.loads((tmp_path / "runs" / "llm_probe_bert_c16" / "config.json").read_text())
@@ -36,3 +37,11 @@ def test_paper_plan_is_built_from_the_published_configs_without_weights(tmp_path
     assert (cfg.train.lr, cfg.train.warmup_steps) == (2e-4, 100)
     assert cfg.train.batch_size * cfg.data.n_ctx == 32768, name
   assert (bert.train.steps, llama.train.steps) == (200_000, 40_000)
+
+
+def test_findings_compare_the_shortest_and_longest_context_of_each_pretrained_model():
+  rows = [dict(model="BERT-large", n_ctx=n, token_accuracy=a) for n, a in ((64, 0.1), (16, 0.4), (512, 0.06))]
+  rows += [dict(model="random BERT-style", n_ctx=n, token_accuracy=0.07) for n in (16, 64)]
+  (found,) = llm_probe.findings({"rows": rows})
+  assert (found["ours"], found["than"], found["paper"]) == (0.4, 0.06, "more")
+  assert found["finding"] == "BERT-large probe token acc.: n_ctx 16 vs 512"

@@ -224,11 +224,14 @@ def _random_hf_model(hf_config: dict[str, Any], directory: pathlib.Path, tokeniz
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows = [reporting.probe_row(ctx.results[run_name(key, n)], model=label, key=key, n_ctx=n)
           for key, (label, _, _) in models(ctx.scale).items() for n in LENGTHS[ctx.scale]]
+  for row in rows:  # what a probe reaches from no information: unigram frequencies, same eval batches
+    row["unigram_floor"] = reporting.probe_floor(ctx.specs[run_name(row["key"], row["n_ctx"])])
   paper = lambda r: PAPER.get((PAPER_MODEL[r["key"]], r["n_ctx"]), (None, None))
   table = reporting.markdown_table(
-      ["model", "n_ctx", "CE", "I_e", "token acc.", "paper model", "paper CE", "paper acc."],
+      ["model", "n_ctx", "CE", "I_e", "token acc.", "unigram floor acc.", "paper model", "paper CE",
+       "paper acc."],
       [[r["model"], r["n_ctx"], r["cross_entropy"], r["entropy_proportion"], r["token_accuracy"],
-        PAPER_MODEL[r["key"]], *paper(r)] for r in rows])
+        r["unigram_floor"]["token_accuracy"], PAPER_MODEL[r["key"]], *paper(r)] for r in rows])
   if ctx.scale != "paper":
     table += ("\n\nThe encoders are randomly initialized (transformers' initializers, converted "
               "locally), not the paper's pretrained BERT-large and Llama 3.2 1B: these rows show that "
@@ -246,9 +249,10 @@ def report(ctx: suite.Context) -> dict[str, Any]:
 
 def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
   """The paper (§5.2): retention falls steeply with context length (token accuracy at the shortest
-  n_ctx 'more' than at the longest), per model."""
+  n_ctx 'more' than at the longest), per pretrained model; none for the random encoders of the
+  smaller scales, whose embeddings say nothing about what pretraining keeps."""
   out = []
-  for label in dict.fromkeys(r["model"] for r in summary["rows"]):
+  for label in dict.fromkeys(r["model"] for r in summary["rows"] if r["model"] in PAPER_MODEL.values()):
     by_length = {r["n_ctx"]: r["token_accuracy"] for r in summary["rows"] if r["model"] == label}
     short, long = min(by_length), max(by_length)
     out.append(reporting.finding(f"{label} probe token acc.: n_ctx {short} vs {long}", by_length[short],
