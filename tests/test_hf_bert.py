@@ -9,7 +9,7 @@ import transformers
 from flax import nnx
 from safetensors.numpy import save_file
 
-from memjax import cli, convert
+from memjax import cli, convert, models
 from memjax.models import hf_bert
 from memjax.models.config import StackConfig
 from memjax.models.stack import Tower
@@ -85,3 +85,10 @@ def test_what_memjax_cannot_represent_is_refused_by_name(tmp_path):
   config = json.loads((tmp_path / "hf" / "config.json").read_text())
   with pytest.raises(ValueError, match="max_positions=16"):
     StackConfig(**(hf_bert.read_config(config).to_dict() | {"length": 32}))
+
+
+def test_a_bert_tower_is_never_built_as_a_causal_lm(tiny):
+  cfg = tiny("clm.py:tiny")
+  cfg.model.update(family="bert", max_positions=cfg.data.n_ctx)
+  with pytest.raises(ValueError, match="bidirectional"):
+    models.build_model(cfg, nnx.Rngs(0))
