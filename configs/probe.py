@@ -24,8 +24,7 @@ from memjax import config as mc
 # Steps by preset where a probe's differ from the preset's: probes train shorter than the models
 # they probe (docs/results.md, docs/headline.md).
 STEPS = {"cpu": 300, "demo": 1000}
-LLM_STEPS = 40_000  # the reference's LLM probes (§5.2): 40k steps of 32768 tokens
-LLM_TOKENS_PER_BATCH = 32_768
+LLM_STEPS = mc.LLM_PROBE_STEPS  # the reference's LLM probes (§5.2): 40k steps of 32768 tokens
 
 
 def get_config(arg=None):
@@ -42,16 +41,7 @@ def get_config(arg=None):
     cfg.init = "reference"  # nn.Embedding N(0, 1) and nn.Linear heads around the Llama blocks
     cfg.decoder.n_layers = 8
     cfg.decoder.d_model = 1024 if arg.family == "mixer" else 512
-  if arg.pretrained:
-    lm = mc.pretrained(arg.pretrained)
-    cfg.encoder.update(lm.architecture)
-    cfg.encoder.update(checkpoint=arg.pretrained, frozen=True, frozen_scope=arg.frozen_scope or "all",
-                       scan_layers=True)  # no weight-slice copies
-    cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
-    cfg.decoder.feed = arg.feed or "unroll"
-    if arg.preset == "paper":  # the LLM driver (llm_information.py, reference-code.md §4.3 and §5):
-      # decoder d=512, 16 layers, 4 heads; lr 2e-4, warmup 100, 40k steps, 32768 tokens per batch
-      cfg.decoder.update(family="transformer", d_model=512, n_layers=16, n_heads=4)
-      cfg.data.n_ctx = 64
-      cfg.train.update(lr=2e-4, warmup_steps=100, batch_size=LLM_TOKENS_PER_BATCH // cfg.data.n_ctx)
+  if arg.pretrained:  # the decoder and schedule of the reference's LLM driver (memjax/config.py)
+    mc.probe_pretrained(cfg, mc.pretrained(arg.pretrained), arg.pretrained, arg.preset, feed=arg.feed,
+                        frozen_scope=arg.frozen_scope)
   return cfg

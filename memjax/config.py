@@ -199,14 +199,14 @@ def decoder(size: dict[str, Any], family: str, feed: str = "", **overrides: Any)
 
 
 def pretrained(path: str) -> ml_collections.ConfigDict:
-  """A converted model's architecture (`python -m memjax.convert hf-llama SRC DIR`), vocabulary and
+  """A converted model's architecture (`python -m memjax.convert hf-llama|bert SRC DIR`), vocabulary and
   tokenizer: {'architecture', 'tie_embeddings', 'vocab_size', 'tokenizer'}."""
   import json
 
   config = pathlib.Path(path) / "config.json"
   if not config.is_file():
     raise FileNotFoundError(f"{path} is not a converted model (no config.json); convert one with "
-                            "python -m memjax.convert hf-llama SRC DIR")
+                            "python -m memjax.convert hf-llama SRC DIR (or bert SRC DIR)")
   run = json.loads(config.read_text())
   if run.get("task") != "clm":
     raise ValueError(f"{path} holds a {run.get('task')!r} run, not a causal LM")
@@ -215,6 +215,38 @@ def pretrained(path: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       architecture=model, tie_embeddings=tie, vocab_size=run["data"]["vocab_size"],
       tokenizer=str(pathlib.Path(path).absolute() / "tokenizer.json")))
+
+
+def described(architecture: dict[str, Any], tie: bool, path: str) -> ml_collections.ConfigDict:
+  """What `pretrained(path)` reads once the model with these architecture fields (StackConfig's,
+  vocab_size and length included) is converted to `path`: for configs planned before it exists."""
+  model = {k: v for k, v in architecture.items() if k not in ("vocab_size", "length")}
+  return ml_collections.ConfigDict(dict(
+      architecture=model, tie_embeddings=tie, vocab_size=architecture["vocab_size"],
+      tokenizer=str(pathlib.Path(path).absolute() / "tokenizer.json")))
+
+
+# The reference's LLM probes (llm_information.py, reference-code.md §4.3 and §5; paper §5.2): an
+# unrolled decoder d=512, 16 layers, 4 heads; lr 2e-4, warmup 100, 40k steps of 32768 tokens.
+LLM_PROBE_STEPS = 40_000
+LLM_PROBE_TOKENS_PER_BATCH = 32_768
+
+
+def probe_pretrained(cfg: ml_collections.ConfigDict, lm: ml_collections.ConfigDict, path: str, preset: str, *,
+                     feed: str = "", frozen_scope: str = "") -> ml_collections.ConfigDict:
+  """A probe config (configs/probe.py) reading the converted model `lm` (`pretrained(path)`) at
+  `path` as its frozen encoder, whole by default, with its tokenizer and vocabulary; at the paper
+  preset the reference's LLM probe decoder and schedule. Returns `cfg`, modified in place."""
+  cfg.encoder.update(lm.architecture)
+  cfg.encoder.update(checkpoint=path, frozen=True, frozen_scope=frozen_scope or "all",
+                     scan_layers=True)  # no weight-slice copies
+  cfg.data.update(vocab_size=lm.vocab_size, tokenizer=lm.tokenizer)
+  cfg.decoder.feed = feed or "unroll"
+  if preset == "paper":
+    cfg.decoder.update(family="transformer", d_model=512, n_layers=16, n_heads=4)
+    cfg.data.n_ctx = 64
+    cfg.train.update(lr=2e-4, warmup_steps=100, batch_size=LLM_PROBE_TOKENS_PER_BATCH // cfg.data.n_ctx)
+  return cfg
 
 
 def load(path: str | pathlib.Path, arg: str | None = None) -> ml_collections.ConfigDict:

@@ -1,7 +1,10 @@
-"""Convert pretrained causal LMs between Hugging Face and memjax.
+"""Convert pretrained causal LMs (and BERT encoders) between Hugging Face and memjax.
 
   python -m memjax.convert hf-llama SRC DST   # HF Llama folder (config.json, *.safetensors,
                                               # tokenizer.json) -> memjax checkpoint folder
+  python -m memjax.convert bert SRC DST       # HF BERT folder (BertModel / BertForMaskedLM) -> the
+                                              # same kind of folder holding a bidirectional encoder
+                                              # (frozen encoders only: pretrained=DST)
   python -m memjax.convert to-hf SRC DST      # converted model, clm run or memory-model decoder
                                               # (LoRA merged) -> config.json, model.safetensors,
                                               # tokenizer.json that transformers loads
@@ -18,7 +21,7 @@ import sys
 
 from memjax import cli
 
-COMMANDS = ("hf-llama", "to-hf")
+COMMANDS = ("hf-llama", "bert", "to-hf")
 USAGE = f"usage: python -m memjax.convert {{{','.join(COMMANDS)}}} SRC DST"
 
 
@@ -36,6 +39,8 @@ def main(argv: list[str]) -> None:
   with cli.user_errors("memjax.convert"):
     if command == "hf-llama":
       out = pretrained.convert_hf_llama(src, dst)
+    elif command == "bert":
+      out = pretrained.convert_hf_bert(src, dst)
     else:
       out = pretrained.to_hf(src, dst)
   print(f"converted {src} to {out}")

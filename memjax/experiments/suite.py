@@ -200,7 +200,8 @@ class Experiment:
   """`plan(scale, root)` lists the runs; `report(context)` turns their results into a summary with
   at least 'table' (markdown) and 'figures' (PNG names written to context.out); `findings(summary)`
   (optional) lists the paper's findings that one seed's summary compares (reporting.finding), whose
-  verdicts run_experiment gives over the seeds."""
+  verdicts run_experiment gives over the seeds; `prepare(scale, root)` (optional) makes what the
+  runs read but do not train (converted models) before they train (never in a dry run)."""
 
   name: str
   title: str
@@ -208,6 +209,7 @@ class Experiment:
   report: Callable[["Context"], dict[str, Any]]
   scales: tuple[str, ...] = SCALES
   findings: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+  prepare: Callable[[str, pathlib.Path], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +251,8 @@ def run_experiment(experiment: Experiment, scale: str, root: str | pathlib.Path,
     specs = plan(experiment, scale, root, seed)
     set_progress(specs, progress)
     label = f"{experiment.name}{f' seed {seed}' if seeds > 1 else ''}: "
+    if experiment.prepare is not None:
+      experiment.prepare(scale, seed_root)
     results = train(specs, seed_root, label=label)
     out = seed_root / experiment.name
     out.mkdir(parents=True, exist_ok=True)

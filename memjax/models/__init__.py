@@ -46,6 +46,10 @@ def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
   """
   spec = model_spec(cfg)
   convention = init.check(cfg.get("init", "memjax"))
+  predicting = spec.encoder if spec.task == "clm" else spec.decoder
+  if predicting is not None and predicting.family == "bert":
+    raise ValueError("a bert tower is bidirectional: it is only a (frozen) encoder, never a causal LM "
+                     "or a decoder")
   if spec.task == "clm":
     return CausalLM(spec.encoder, tie_embeddings=cfg.model.tie_embeddings, rngs=rngs)
   if spec.task == "autoencoder":

@@ -7,8 +7,10 @@ from typing import Any, Literal, Mapping
 
 from memjax.kernels.attention import ATTENTIONS
 
-Family = Literal["transformer", "mixer"]
-FAMILIES: tuple[str, ...] = ("transformer", "mixer")
+Family = Literal["transformer", "mixer", "bert"]
+# 'bert': a BERT-style bidirectional encoder (memjax/models/bidirectional.py), only ever a converted,
+# frozen encoder (python -m memjax.convert bert).
+FAMILIES: tuple[str, ...] = ("transformer", "mixer", "bert")
 REMAT: tuple[str, ...] = ("none", "dots", "full")
 ROPE_TYPES: tuple[str, ...] = ("default", "linear", "llama3")  # as Hugging Face names them
 LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
@@ -39,6 +41,8 @@ class StackConfig:
   rope_high_freq_factor: float = 4.0
   rope_original_length: int = 8192
   norm_eps: float = 1e-6
+  # Rows of a learned absolute position table ('bert': BERT's max_position_embeddings); 0: none.
+  max_positions: int = 0
   mixer_kernel: int = 1
   mixer_heads: int = 0  # 0 means the flat (single map) mixer
   scan_layers: bool = False
@@ -85,6 +89,12 @@ class StackConfig:
         raise ValueError(f"lora_targets must name some of {LORA_TARGETS}, got {self.lora_targets!r}")
     elif self.lora_rank:
       raise ValueError("LoRA adapters (lora_rank > 0) are only defined for transformers")
+    if self.family == "bert":
+      if self.d_model % self.n_heads:
+        raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+      if self.max_positions < self.length:
+        raise ValueError(f"a bert encoder has max_positions={self.max_positions} learned positions, "
+                         f"fewer than the {self.length} it is asked to read")
     if self.family == "mixer":
       if self.mixer_kernel < 1:
         raise ValueError(f"mixer_kernel must be >= 1, got {self.mixer_kernel}")

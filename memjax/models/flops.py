@@ -44,7 +44,9 @@ def analytic_flops_per_token(cfg, state, objective: str) -> float:
     positions = calls * tower.length
     total += passes * 2 * _matmul_params(params) * positions
     if group in ("encoder", "decoder"):  # the towers with blocks
-      mixing = 2 * tower.length * tower.d_model * (1 if tower.family == "transformer" else tower.mixer_kernel)
+      # (bidirectional attention reads every position: twice causal attention's)
+      factor = {"transformer": 1, "bert": 2}.get(tower.family, tower.mixer_kernel)
+      mixing = 2 * tower.length * tower.d_model * factor
       total += passes * mixing * tower.n_layers * positions
   views = 2 if objective == "combined" else 1
   return views * total / T

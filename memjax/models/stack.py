@@ -13,11 +13,12 @@ from flax import nnx
 
 from memjax import importing
 from memjax.kernels import placement
-from memjax.models import decoding, init, mixer, transformer
+from memjax.models import bidirectional, decoding, init, mixer, transformer
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
 
-BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock}
+BLOCKS = {"transformer": transformer.TransformerBlock, "mixer": mixer.MixerBlock,
+          "bert": bidirectional.BertBlock}
 
 
 def block_class(family: str) -> type[nnx.Module]:
@@ -52,9 +53,12 @@ class Stack(nnx.Module):
     self.scan_layers = cfg.scan_layers
     self.remat = cfg.remat
     self.norm = transformer.final_norm(cfg, rngs) if cfg.family == "transformer" else None
+    self.positions = bidirectional.LearnedPositions(cfg, rngs=rngs) if cfg.family == "bert" else None
 
   def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
     """`mask_BxT` (1 on tokens, 0 on padding): transformer positions never attend to padding."""
+    if self.positions is not None:
+      x_BxTxD = self.positions(x_BxTxD)
     graphdef, layers = nnx.split(self.blocks)
     # Without a mask, blocks are called as block(x): a user's block family need not know of masks.
     # Every block's output split over the batch axes as the batch is (a no-op without a mesh).

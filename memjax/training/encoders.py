@@ -96,7 +96,7 @@ def check_architecture(source: EncoderSource, expected: StackConfig, where: str)
               if f.default is not dataclasses.MISSING}
   stored = {k: v for k, v in (defaults | source.architecture).items() if k not in EXECUTION_FIELDS}
   wanted = {k: v for k, v in expected.to_dict().items() if k not in EXECUTION_FIELDS}
-  if expected.family == "transformer":  # attention works at any length; only mixers fix it
+  if expected.family in ("transformer", "bert"):  # attention reads any length; only mixers fix it
     stored.pop("length", None), wanted.pop("length", None)
   differences = [f"{k}: checkpoint {stored.get(k)!r}, config {wanted.get(k)!r}"
                  for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]

@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from memjax import config as mc
 from memjax import models
-from memjax.models import hf_llama, lora
+from memjax.models import hf_bert, hf_llama, lora
 from memjax.models.config import ADAPTER_FIELDS, ARCH_FIELDS, EXECUTION_FIELDS, StackConfig
 from memjax.training import checkpoint, encoders, run_folder
 from memjax.training.run_folder import CHECKPOINTS, CONFIG_JSON, TOKENIZER_JSON
@@ -67,11 +67,8 @@ def write(out: str, arch: StackConfig, tie: bool, params: dict[str, Any], tokeni
   return out_dir
 
 
-def convert_hf_llama(src: str, dst: str) -> epath.Path:
-  """`python -m memjax.convert hf-llama SRC DST`: an HF Llama folder -> a converted model folder."""
+def _tokenizer_json(src: str, arch: StackConfig) -> str:
   tokenizer = epath.Path(src) / TOKENIZER_JSON
-  hf_config = hf_llama.read_hf_config(src)
-  arch, tie = hf_llama.read_config(hf_config)  # refuses bad configs before anything is read
   if not tokenizer.exists():
     raise FileNotFoundError(f"{src} has no {TOKENIZER_JSON}")
   tokenizer_json = tokenizer.read_text()
@@ -79,9 +76,29 @@ def convert_hf_llama(src: str, dst: str) -> epath.Path:
   if vocab != arch.vocab_size:
     raise ValueError(f"{src}/tokenizer.json has {vocab} tokens but config.json has vocab_size="
                      f"{arch.vocab_size}; memjax needs them equal (data.vocab_size is both)")
+  return tokenizer_json
+
+
+def convert_hf_llama(src: str, dst: str) -> epath.Path:
+  """`python -m memjax.convert hf-llama SRC DST`: an HF Llama folder -> a converted model folder."""
+  hf_config = hf_llama.read_hf_config(src)
+  arch, tie = hf_llama.read_config(hf_config)  # refuses bad configs before anything is read
+  tokenizer_json = _tokenizer_json(src, arch)
   encoders.new_folder(dst)
   params = hf_llama.read_params(hf_llama.open_weights(epath.Path(src)), arch, tie)
   return write(dst, arch, tie, params, tokenizer_json, {"source": str(src), "hf_config": hf_config})
+
+
+def convert_hf_bert(src: str, dst: str) -> epath.Path:
+  """`python -m memjax.convert bert SRC DST`: an HF BERT folder -> a converted folder whose trunk
+  (parameter group 'decoder', no head: tied) is the bidirectional encoder; usable only as a frozen
+  encoder (`pretrained=DST`), not as a causal LM."""
+  hf_config = hf_llama.read_hf_config(src)
+  arch = hf_bert.read_config(hf_config)
+  tokenizer_json = _tokenizer_json(src, arch)
+  encoders.new_folder(dst)
+  params = hf_bert.read_params(hf_llama.open_weights(epath.Path(src)), arch)
+  return write(dst, arch, True, params, tokenizer_json, {"source": str(src), "hf_config": hf_config})
 
 
 # ------------------------------------------------------------------------------ reading a causal LM
