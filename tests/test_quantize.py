@@ -155,3 +155,25 @@ def test_noise_only_in_training_and_generation_stores_codes():
   generator.generate([[3, 4, 5, 6, 7, 8, 9]], 2)
   memories = generator.last_state["memories"]
   assert memories.dtype == jnp.int8 and np.abs(np.asarray(memories)).max() <= 7
+
+
+def test_smallest_memory_keeping_90_percent_of_float_copy_accuracy_by_hand():
+  from memjax.experiments.quantize import findings, smallest_kept
+
+  rows = [{"quantize": m, "bytes_per_token": b, "copy_accuracy": a} for m, b, a in
+          [("none", 32.0, 0.80), ("bf16", 16.0, 0.81), ("int8", 8.25, 0.73), ("int4", 4.25, 0.71),
+           ("binary", 1.25, 0.30)]]
+  assert smallest_kept(rows)["quantize"] == "int8"  # 0.9 x 0.80 = 0.72: int8 0.73 keeps, int4 0.71 not
+  rows[3]["copy_accuracy"] = 0.725
+  assert smallest_kept(rows)["quantize"] == "int4"
+  (found,) = findings({"rows": rows})
+  assert found["ours"] == 0.73 and found["than"] == pytest.approx(0.72) and found["paper"] == "more"
+
+
+@pytest.mark.parametrize("mode", ["int4", "binary"])
+def test_generation_with_stored_codes_equals_the_full_forward(mode):
+  from test_generation import K, L, PROMPTS, assert_matches_full_forward, config
+
+  model = MemoryModel(config("transformer", L, d=8), config("transformer", K - 1 + L), chunks=K,
+                      quantize=mode, rngs=nnx.Rngs(0))
+  assert_matches_full_forward(model, K * L, PROMPTS, 7)
