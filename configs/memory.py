@@ -8,6 +8,8 @@ Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional ke
   stages   an objective or a curriculum: clm | copy | blank_copy | combined |
            e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
   encoding text | random (the random-encoding control, paper §5.8: the encoder embeds random tokens)
+  quantize none | bf16 | int8 | int4 | binary: the precision memories are stored at (issue 21 §2);
+           memory.quantize_noise=True trains with one quantisation step of noise instead of rounding
   decoder  a converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the decoder, with its
            tokenizer and vocabulary; memories are projected to its width, slots are fixed (§2.6, §5.8)
   lora     with `decoder`: LoRA rank (0: full fine-tuning at lr 5e-6, as the paper; r > 0: adapters on
@@ -38,7 +40,7 @@ COPY_OBJECTIVES = ("copy", "blank_copy", "combined")
 
 
 def get_config(arg=None):
-  arg = mc.parse_arg(arg, family="transformer", kind="parallel", stages="clm", encoding="text",
+  arg = mc.parse_arg(arg, family="transformer", kind="parallel", stages="clm", encoding="text", quantize="none",
                      decoder="", lora=0, lora_alpha=0.0, steps=0)
   size = mc.SIZES[arg.preset]
   cfg = mc.base("memory", arg.preset, stages=arg.stages, family=arg.family,
@@ -48,7 +50,10 @@ def get_config(arg=None):
       kind=arg.kind, chunks=4,
       slots="fixed",  # or 'variable'
       pad_value=1.0,  # the constant vector of unused slots (and of every slot without memory)
-      encoding=arg.encoding))
+      encoding=arg.encoding,
+      # How memories are stored (none | bf16 | int8 | int4 | binary: memjax.models.quantize), and
+      # whether training adds one quantisation step of uniform noise instead of rounding.
+      quantize=arg.quantize, quantize_noise=False))
   cfg.encoder = mc.encoder(size, arg.family)
   cfg.decoder = mc.architecture(size, arg.family, checkpoint="", tie_embeddings=False, lora_rank=0,
                                 lora_alpha=0.0, lora_targets="q,k,v,gate,up,down")

@@ -38,6 +38,8 @@ def define_flags() -> None:
   flags.DEFINE_list("contexts", ["1024", "2048", "4096", "8192", "16384"], "generate: context lengths.")
   flags.DEFINE_integer("chunk", 256, "generate: chunk length of the memory and recurrent models.")
   flags.DEFINE_list("models", ["memory", "full", "recurrent"], "generate: models to time.")
+  flags.DEFINE_enum("quantize", "none", ["none", "bf16", "int8", "int4", "binary"],
+                    "generate: the memory model's memory storage (memjax.models.quantize).")
   flags.DEFINE_integer("full_prefill_max", 0, "generate: skip the full-context prefill above this "
                        "many tokens (0: never), decoding from a zero cache of the same size.")
   flags.DEFINE_integer("train_steps", 5, "generate: timed memory-model train steps per repeat (0: skip).")
@@ -167,7 +169,7 @@ def bench_generate(tuned: dict[str, Any]) -> None:
   by_length: dict[int, dict[str, dict[str, Any]]] = {}
   results = benchmark.run(decoder, encoder, [int(c) for c in FLAGS.contexts], chunk=FLAGS.chunk,
                           models=tuple(FLAGS.models), repeats=FLAGS.repeats,
-                          full_prefill_max=FLAGS.full_prefill_max)
+                          full_prefill_max=FLAGS.full_prefill_max, quantize=FLAGS.quantize)
   for result in results:
     print(json.dumps(result | machine), flush=True)
     by_length.setdefault(result["context_tokens"], {})[result["model"]] = result

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from memjax.generation.generator import Generator
+from memjax.models import quantize as quant
 from memjax.models.config import StackConfig
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
@@ -30,14 +31,15 @@ MODELS: tuple[str, ...] = ("memory", "full", "recurrent")
 
 
 def build(name: str, decoder: StackConfig, encoder: StackConfig, *, context: int, chunk: int,
-          seed: int = 0) -> nnx.Module:
-  """The model `name` holding `context` tokens in chunks of `chunk` (memory and recurrent)."""
+          seed: int = 0, quantize: str = "none") -> nnx.Module:
+  """The model `name` holding `context` tokens in chunks of `chunk` (memory and recurrent; the
+  memory model stores its memories at `quantize` precision)."""
   rngs, chunks = nnx.Rngs(seed), context // chunk
   if name == "full":
     return CausalLM(decoder.replace(length=context), rngs=rngs)
   if name == "memory":
     return MemoryModel(encoder.replace(length=chunk), decoder.replace(length=chunks - 1 + chunk),
-                       chunks=chunks, rngs=rngs)
+                       chunks=chunks, quantize=quantize, rngs=rngs)
   if name == "recurrent":
     return RecurrentMemoryModel(decoder.replace(length=chunk + 1), chunks=chunks, rngs=rngs)
   raise ValueError(f"model must be one of {MODELS}, got {name!r}")
@@ -83,26 +85,39 @@ def measure(model: nnx.Module, context: int, prompt_tokens: int, new_tokens: int
           "decode_tokens_per_s": round(1 / per_token, 1),
           "kv_cache_bytes": generator.cache_bytes(state),
           "state_bytes": sum(x.nbytes for x in jax.tree.leaves(state)),
+          **memory_bytes(model),
           "decode_ms_all": [round(1e3 * s, 3) for s in decode_s],
           # CPU time of all threads: steadier than wall time on a shared machine
           "decode_cpu_ms_per_token": round(1e3 * statistics.median(decode_cpu_s), 3)}
 
 
+def memory_bytes(model: nnx.Module) -> dict[str, Any]:
+  """A memory model's storage of memories beside its KV cache: bytes per memory at its quantisation
+  (d x bits / 8 + the scale's bytes, packed: the decoding state holds int4 and binary codes a byte
+  each) and for all (chunks - 1) slots; nothing for other models."""
+  if not isinstance(model, MemoryModel):
+    return {}
+  per_memory = quant.bytes_per_memory(model.quantize, model.d_model)
+  return {"quantize": model.quantize, "bytes_per_memory": per_memory,
+          "memories_bytes": per_memory * (model.chunks - 1)}
+
+
 def run(decoder: StackConfig, encoder: StackConfig, contexts: list[int], *, chunk: int = 256,
         models: tuple[str, ...] = MODELS, repeats: int = 3, full_new_tokens: int = 64,
-        full_prefill_max: int = 0) -> Iterator[dict[str, Any]]:
+        full_prefill_max: int = 0, quantize: str = "none") -> Iterator[dict[str, Any]]:
   """One result per model and context length (prompt = context).
 
   The memory and recurrent models decode one chunk (one roll-over inside the window); the
   full-context model, which has no roll-over, `full_new_tokens` (its per-token cost grows by
   new/context over the window: under 1/16 at 1k tokens, ~0 at 16k). `full_prefill_max` > 0 skips
-  the full-context model's (quadratic) prefill above that many tokens.
+  the full-context model's (quadratic) prefill above that many tokens. `quantize`: the memory
+  model's memory storage (memjax.models.quantize.MODES).
   """
   for context in contexts:
     if context % chunk:
       raise ValueError(f"context {context} is not a multiple of the chunk length {chunk}")
     for name in models:
-      model = build(name, decoder, encoder, context=context + chunk, chunk=chunk)
+      model = build(name, decoder, encoder, context=context + chunk, chunk=chunk, quantize=quantize)
       new = min(full_new_tokens, chunk) if name == "full" else chunk
       skip = name == "full" and 0 < full_prefill_max < context
       result = measure(model, context + chunk, context, new, repeats=repeats, skip_prefill=skip)

@@ -6,7 +6,8 @@ one `Decoding` per model family holds the state a model needs between tokens, as
 with static shapes:
 
 - `CausalDecoding` (causal LMs and memory.kind=full): one cache over all positions.
-- `MemoryDecoding` (the parallel memory model and its no-memory control): the memories, the current
+- `MemoryDecoding` (the parallel memory model and its no-memory control): the memories (stored as
+  the model's `quantize` mode stores them: codes and a scale per memory), the current
   chunk's tokens and a decoder cache of (chunks - 1) memory slots plus one chunk. A prompt's full
   chunks are encoded in one batched encoder call; when a chunk fills during decoding it is encoded
   and becomes the next memory, and the token part of the cache starts over.
@@ -25,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from memjax.generation import cache as cache_lib
+from memjax.models import quantize as quant
 from memjax.models.lm import CausalLM
 from memjax.models.memory import MemoryModel
 from memjax.models.recurrent import RecurrentMemoryModel
@@ -117,10 +119,17 @@ class MemoryDecoding:
   def init(self, model: MemoryModel, batch: int, cache_len: int) -> State:
     S, L = self.slots, self.chunk
     return {"cache": cache_lib.stack_cache(model.decoder, batch, S + L),
-            "memories": jnp.zeros((batch, S, model.d_model), jnp.float32),
+            # stored as the model's quantisation stores them: codes and one scale per memory
+            "memories": jnp.zeros((batch, S, model.d_model), quant.code_dtype(model.quantize)),
+            "scales": jnp.ones((batch, S), jnp.float32),
             "chunk": jnp.zeros((batch, L), jnp.int32),  # the current chunk's tokens
             "index": jnp.zeros((batch,), jnp.int32),  # which chunk is current
             "fill": jnp.zeros((batch,), jnp.int32)}  # tokens of it decoded so far
+
+  def _store(self, model: MemoryModel, chunks_BxCxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(codes [B, C, D], scales [B, C]) of the chunks' memories: what the model's decoder reads after
+    decoding them is what it reads in evaluation."""
+    return quant.encode(model.encode_unquantized(chunks_BxCxL), model.quantize)
 
   def _token_start(self, model: MemoryModel, index_B: jax.Array) -> jax.Array:
     return jnp.full_like(index_B, self.slots) if model.slots == "fixed" else index_B
@@ -133,7 +142,8 @@ class MemoryDecoding:
     """
     S, B = self.slots, state["index"].shape[0]
     visible_BxS = jnp.arange(S)[None, :] < state["index"][:, None]
-    inputs_BxSxD = jnp.where(visible_BxS[..., None], state["memories"], model.pad_value)
+    memories_BxSxD = quant.decode(state["memories"], state["scales"], model.quantize)
+    inputs_BxSxD = jnp.where(visible_BxS[..., None], memories_BxSxD, model.pad_value)
     _, cache = model.decoder.stack.decode(inputs_BxSxD, state["cache"], jnp.zeros((B,), jnp.int32))
     return state | {"cache": cache}
 
@@ -152,12 +162,13 @@ class MemoryDecoding:
     index_B = (lengths_B - 1) // L  # the chunk of the last prompt token is the current one
     encoded = min(P // L - 1, S)  # the chunks before the longest prompt's current one
     if encoded > 0:  # all in one batched encoder call
-      memories_BxCxD = model.encode(prompt_BxP[:, :encoded * L].reshape(B, encoded, L))
-      memories = state["memories"].at[:, :encoded].set(memories_BxCxD)
+      codes_BxCxD, scales_BxC = self._store(model, prompt_BxP[:, :encoded * L].reshape(B, encoded, L))
+      memories = state["memories"].at[:, :encoded].set(codes_BxCxD)
+      scales = state["scales"].at[:, :encoded].set(scales_BxC)
     else:
-      memories = state["memories"]
+      memories, scales = state["memories"], state["scales"]
     padded_BxN = jnp.pad(prompt_BxP, ((0, 0), (0, L)))
-    state = state | {"memories": memories, "index": index_B, "fill": jnp.zeros_like(index_B),
+    state = state | {"memories": memories, "scales": scales, "index": index_B, "fill": jnp.zeros_like(index_B),
                      "chunk": _row_slice(padded_BxN, index_B * L, L)}
     state = self._with_prefix(model, state)
     state, hidden_BxD = self._tokens(model, state, state["chunk"], lengths_B - index_B * L)
@@ -166,10 +177,11 @@ class MemoryDecoding:
   def _next_chunk(self, model: MemoryModel, state: State) -> State:
     """Sequences whose chunk is full: encode it into the next memory and start a new chunk."""
     full_B = state["fill"] == self.chunk
-    memory_BxD = model.encode(state["chunk"][:, None])[:, 0]
-    slot_B = jnp.minimum(state["index"], self.slots - 1)
+    codes_Bx1xD, scales_Bx1 = self._store(model, state["chunk"][:, None])
+    slot_B, rows_B = jnp.minimum(state["index"], self.slots - 1), jnp.arange(full_B.shape[0])
     rolled = state | {
-        "memories": state["memories"].at[jnp.arange(full_B.shape[0]), slot_B].set(memory_BxD),
+        "memories": state["memories"].at[rows_B, slot_B].set(codes_Bx1xD[:, 0]),
+        "scales": state["scales"].at[rows_B, slot_B].set(scales_Bx1[:, 0]),
         "index": state["index"] + 1, "fill": jnp.zeros_like(state["fill"])}
     return _select(full_B, self._with_prefix(model, rolled), state)
 

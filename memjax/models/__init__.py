@@ -68,4 +68,5 @@ def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
     return OracleMemoryModel(spec.encoder, spec.decoder, **shared)
   return MemoryModel(spec.encoder, spec.decoder, chunks=memory.chunks, slots=memory.slots,
                      pad_value=memory.pad_value, tie_embeddings=cfg.decoder.get("tie_embeddings", False),
-                     encoding=memory.get("encoding", "text"), **shared)
+                     encoding=memory.get("encoding", "text"), quantize=memory.get("quantize", "none"),
+                     quantize_noise=memory.get("quantize_noise", False), **shared)

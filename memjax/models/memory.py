@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from memjax.models import quantize as quant
 from memjax.models.bridge import Bridge, embedding_at
 from memjax.models.config import StackConfig
 from memjax.models.dense import Dense
@@ -65,18 +66,27 @@ class MemoryModel(nnx.Module):
   tokens (ids in [1, V), as the reference's `random=True`) instead of the text, so its memories
   look like real ones but carry nothing about the chunks. `tie_embeddings` reads the logits from
   the decoder's token embedding (pretrained decoders such as Llama 3.2 1B tie them).
+  `quantize` (memjax.models.quantize.MODES) is how memories are stored: the decoder reads them
+  rounded, with straight-through gradients; with `quantize_noise` training (`model.train()`, which
+  the train step sets) adds one quantisation step of uniform noise instead, and evaluation and
+  generation (`deterministic`, the default) round.
   """
 
   def __init__(self, encoder: StackConfig | None, decoder: StackConfig, *, chunks: int,
                slots: Slots = "fixed", embed_index: int = -1, compression: int = 1,
                pad_value: float = 1.0, init_convention: str = "memjax", tie_embeddings: bool = False,
-               encoding: str = "text", rngs: nnx.Rngs):
+               encoding: str = "text", quantize: str = "none", quantize_noise: bool = False,
+               rngs: nnx.Rngs):
     if chunks < 2:
       raise ValueError(f"a memory model needs at least 2 chunks, got {chunks}")
     if slots not in SLOTS:
       raise ValueError(f"memory slots must be one of {SLOTS}, got {slots!r}")
     if encoding not in ENCODINGS:
       raise ValueError(f"memory encoding must be one of {ENCODINGS}, got {encoding!r}")
+    # the no-memory control's constant memories are not stored: nothing to quantise
+    self.quantize = quant.check(quantize) if encoder is not None else "none"
+    self.quantize_noise = quantize_noise
+    self.deterministic = True  # nnx's train() / eval() switch: noise only while training
     self.encoder = (Tower(encoder, init_convention=init_convention, rngs=rngs)
                     if encoder is not None else None)
     self.bridge = (Bridge(encoder.d_model, decoder.d_model, compression=compression, rngs=rngs)
@@ -94,7 +104,21 @@ class MemoryModel(nnx.Module):
     return jax.random.randint(key, shape, 1, self.vocab_size, dtype=tokens_BxN.dtype)
 
   def encode(self, chunks_BxCxL: jax.Array, mask_BxCxL: jax.Array | None = None) -> jax.Array:
-    """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one)."""
+    """The memory of each chunk, [B, C, D], from one batched encoder call (constants without one),
+    as the decoder reads it: stored at `quantize` precision."""
+    memories_BxCxD = self.encode_unquantized(chunks_BxCxL, mask_BxCxL)
+    if self.quantize == "none":
+      return memories_BxCxD
+    if self.quantize_noise and not self.deterministic:  # a fresh draw per batch, as random_tokens
+      B, C, L = chunks_BxCxL.shape
+      weights_N = jnp.arange(1, C * L + 1, dtype=jnp.uint32)
+      key = jax.random.fold_in(jax.random.key(1), jnp.sum(chunks_BxCxL.reshape(B, -1).astype(jnp.uint32)
+                                                          * weights_N))
+      return quant.noise(memories_BxCxD, self.quantize, key)
+    return quant.straight_through(memories_BxCxD, self.quantize)
+
+  def encode_unquantized(self, chunks_BxCxL: jax.Array, mask_BxCxL: jax.Array | None = None) -> jax.Array:
+    """The encoder's memories before storage, [B, C, D] (generation stores their codes)."""
     B, C, L = chunks_BxCxL.shape
     if self.encoder is None:
       return jnp.full((B, C, self.d_model), self.pad_value, jnp.float32)

@@ -24,10 +24,13 @@ TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
 EvalStep = Callable[[TrainState, Batch], Metrics]
 
 
-def _loss_fn(graphdef: nnx.GraphDef, objective: Objective, compute_dtype: jnp.dtype):
+def _loss_fn(graphdef: nnx.GraphDef, objective: Objective, compute_dtype: jnp.dtype,
+             training: bool = False):
   def loss(params: Params, frozen: Params, batch: Batch, step: jax.Array,
            rng: jax.Array) -> tuple[jax.Array, Metrics]:
     model = nnx.merge(graphdef, cast_floats(merge_trees(params, frozen), compute_dtype))
+    if training:  # modules with a train-time behaviour (memory quantisation noise) switch it on
+      model.train()
     return objective(model, batch, step, rng)
   return loss
 
@@ -37,7 +40,7 @@ def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.Grad
                     microbatches: int = 1) -> TrainStep:
   """One optimizer step; with `microbatches` > 1 the gradient is accumulated over that many slices
   of the batch (activations of one slice alive at a time), then applied once."""
-  grad_fn = jax.value_and_grad(_loss_fn(graphdef, objective, compute_dtype), has_aux=True)
+  grad_fn = jax.value_and_grad(_loss_fn(graphdef, objective, compute_dtype, training=True), has_aux=True)
 
   def gradients(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[Params, Metrics]:
     if microbatches == 1:

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import ml_collections
 
+from memjax.models import quantize
+
 Rule = tuple[str, Callable[[Any], bool], str]
 
 
@@ -50,6 +52,7 @@ RULES: tuple[Rule, ...] = (
     ("objective.clm_weight", _non_negative, ">= 0"),
     ("objective.copy_weight", _non_negative, ">= 0"),
     ("objective.copy_delimiter_tokens", _non_negative, ">= 0"),
+    ("memory.quantize", lambda x: x in quantize.MODES, f"one of {quantize.MODES}"),
 )
 
 
