@@ -386,3 +386,26 @@ def test_commands_of_each_seed_read_that_seeds_runs(tmp_path, capsys):
   cfg = load_config(line.split("--config=configs/")[1].split()[0])
   assert cfg.seed == 1 and cfg.train.init_from == str(tmp_path / "seed1" / suite.RUNS / "mixer_blank_copy_frozen_ae")
   assert cfg.encoder.checkpoint == str(tmp_path / "seed1" / suite.RUNS / "mixer_autoencoder")
+
+
+def test_control_scores_random_tokens_against_ln_vocab_and_reads_the_code_corpus(reproduced, data_cache):
+  """The trivial-code control at tiny scale: every controlled run's terms on random tokens, ln|V| of
+  the smoke preset's 512 tokens (by hand: 6.238), a causal term above it (Gibbs: a prediction that
+  cannot see its target scores at least the target's entropy, ln|V| for uniform targets), the random
+  autoencoder's losses, and the OOD rows evaluated on the stdlib's code (its token cache built)."""
+  summary = reproduced[1]["control"]
+  rows = {(r["model"], r["term"]): r for r in summary["rows"]}
+  assert set(rows) == {("Autoencoder", "reconstruction"), ("Memory model (CLM)", "clm"),
+                       ("Memory model (combined)", "clm"), ("Memory model (combined)", "copy")}
+  for row in rows.values():
+    assert row["ln_vocab"] == pytest.approx(6.2383, abs=1e-4)
+  assert rows["Memory model (CLM)", "clm"]["random_loss"] > 6.2383
+  random_ae = summary["random_autoencoder"]
+  assert random_ae["steps"] == 2 and random_ae["first_logged_step"] == 1
+  assert math.isfinite(random_ae["first_train_loss"]) and math.isfinite(random_ae["eval_loss"])
+  assert [r["model"] for r in summary["ood_rows"]] == [
+      "Autoencoder", "Probe of autoencoder", "Probe of memory model (combined)"]
+  assert all(0 < r["ood_unigram_floor_accuracy"] < 1 for r in summary["ood_rows"][1:])
+  assert any(p.name.startswith("stdlib-code") for p in (data_cache / "tokens").iterdir())
+  config = json.loads((reproduced[0] / suite.RUNS / "mixer_autoencoder_random_tokens" / "config.json").read_text())
+  assert config["data"]["source"] == "random:64:stdlib"

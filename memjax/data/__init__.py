@@ -9,7 +9,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from memjax.data import pipeline, sources, tokenizer as tokenizers, tokens
+from memjax.data import pipeline, random_tokens, sources, tokenizer as tokenizers, tokens
 from memjax.data.tokens import Split
 
 
@@ -52,14 +52,19 @@ def special_ids(tokenizer: Tokenizer) -> SpecialIds:
 
 def prepare(cfg: Any) -> Data:
   """Resolves `cfg` (the config's `data` section) into a tokenizer and tokenized splits."""
-  source = sources.resolve(cfg.source, text_field=cfg.text_field, split=cfg.hf_split,
-                           streaming=cfg.hf_streaming)
+  random = random_tokens.is_random(cfg.source)
+  n_random, text = random_tokens.parse(cfg.source) if random else (0, cfg.source)
+  source = sources.resolve(text, text_field=cfg.text_field, split=cfg.hf_split, streaming=cfg.hf_streaming)
   cache = cache_root(cfg.cache_dir)
   tokenizer, digest = tokenizers.get(source, cfg.vocab_size, cache, path=cfg.tokenizer,
                                      held_out=cfg.eval_documents, max_documents=cfg.max_documents)
   special = special_ids(tokenizer)
-  key = f"{source.fingerprint}-tok{digest}-max{cfg.max_documents}"
-  corpus = tokens.get(cache, key, tokenizer, source.documents(cfg.max_documents), special.eos)
+  if random:  # a byte-level BPE token's string has one character per byte
+    token_bytes = [len(tokenizer.id_to_token(i) or "") for i in range(tokenizer.get_vocab_size())]
+    corpus = random_tokens.corpus(n_random, tokenizer.get_vocab_size(), token_bytes)
+  else:
+    key = f"{source.fingerprint}-tok{digest}-max{cfg.max_documents}"
+    corpus = tokens.get(cache, key, tokenizer, source.documents(cfg.max_documents), special.eos)
   train, held_out = corpus.split(cfg.eval_documents)
   return Data(tokenizer, digest, special, train, held_out)
 

@@ -1,6 +1,8 @@
 """Document sources, named by one string: where the text comes from.
 
   stdlib                      the embedded default corpus (Python's own docstrings), no download
+  stdlib_code                 the standard library's Python source code, whole files (memjax/data/
+                              code.py): out-of-distribution text for stdlib-trained runs, no download
   txt:PATH                    a .txt file (documents separated by blank lines) or a folder of them
   jsonl:PATH                  one JSON object per line, text under `text_field`
   parquet:PATH                a Parquet file or folder, text in column `text_field`
@@ -11,6 +13,8 @@
   arrayrecord:PATH            an ArrayRecord file or a folder of them (sharded names such as
                               docs.array_record-00000-of-00004 included): UTF-8 text records, or
                               JSON objects with the text under `text_field` (extra `tfds`)
+  random:DOCUMENTS:SOURCE     uniform random token ids over the vocabulary of SOURCE's tokenizer
+                              (memjax/data/random_tokens.py; tokens, not text: data.prepare reads it)
 
 Every source yields documents in a fixed order, so the held-out split (the first N documents, as in
 the paper) and the token cache are reproducible.
@@ -27,13 +31,13 @@ import pathlib
 import re
 from typing import Callable, Iterable, Iterator
 
-from memjax.data import corpus
+from memjax.data import code, corpus
 
 HF_ALIASES = {
     "fineweb-edu": ("HuggingFaceFW/fineweb-edu", "sample-10BT"),
     "finemath": ("HuggingFaceTB/finemath", "finemath-4plus"),
 }
-KINDS = ("stdlib", "txt", "jsonl", "parquet", "hf", "tfds", "arrayrecord")
+KINDS = ("stdlib", "stdlib_code", "txt", "jsonl", "parquet", "hf", "tfds", "arrayrecord")
 READ_CHUNK = 1024  # records fetched per call from TFDS and ArrayRecord sources
 
 
@@ -195,10 +199,14 @@ def _arrayrecord_text(record: bytes, where: str, text_field: str) -> str:
 def resolve(spec: str, *, text_field: str = "text", split: str = "train", streaming: bool = True) -> Source:
   """Parses a source string (see the module docstring) into a `Source`."""
   kind, _, rest = spec.partition(":")
+  if kind == "random":
+    raise ValueError(f"data source {spec!r} is random tokens, not text: memjax.data.prepare reads it")
   if kind not in KINDS:
     raise ValueError(f"unknown data source {spec!r}: the kind must be one of {KINDS}")
   if kind == "stdlib":
     return Source(spec, corpus.fingerprint(), corpus.stdlib_documents)
+  if kind == "stdlib_code":
+    return Source(spec, code.fingerprint(), code.documents)
   if not rest:
     raise ValueError(f"data source {spec!r} needs a path or name after '{kind}:'")
   if kind in ("hf", "tfds"):

@@ -339,16 +339,31 @@ def _write_report(out: pathlib.Path, experiment: Experiment, scale: str, root: p
 def evaluate(spec: RunSpec, root: pathlib.Path, stages: str) -> dict[str, float]:
   """The final state of a finished run evaluated on other objectives (e.g. a CLM-only memory model
   on copy): its config with `objective.stages=stages`, its latest checkpoint, held-out batches."""
-  from memjax.training import checkpoint, loop, run_folder
-
   cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
   cfg.objective.stages = stages
   cfg.train.steps = max(cfg.train.steps, len(stages.split(",")))  # room for every stage (no training)
   if "restart_stages" in cfg.objective:
     cfg.objective.restart_stages = False  # one optimizer for the evaluated stages (same state layout)
+  return _evaluate_final(spec.name, cfg, root)
+
+
+def evaluate_on(spec: RunSpec, root: pathlib.Path, **data: Any) -> dict[str, float]:
+  """The final state of a finished run evaluated on other data (its `cfg.data` keys set to `data`,
+  e.g. source='stdlib_code'), tokenized by the run's own tokenizer: held-out batches of its shape."""
+  from memjax.training import run_folder
+
+  cfg = ml_collections.ConfigDict(spec.cfg.to_dict())
+  cfg.data.update(data)
+  cfg.data.tokenizer = str(run_dir(root, spec.name) / run_folder.TOKENIZER_JSON)
+  return _evaluate_final(spec.name, cfg, root)
+
+
+def _evaluate_final(name: str, cfg: ml_collections.ConfigDict, root: pathlib.Path) -> dict[str, float]:
+  from memjax.training import checkpoint, loop, run_folder
+
   trainer = loop.Trainer(cfg)
-  with checkpoint.latest(run_dir(root, spec.name) / run_folder.CHECKPOINTS,
-                         f"run {spec.name} holds no checkpoint") as (mngr, step):
+  with checkpoint.latest(run_dir(root, name) / run_folder.CHECKPOINTS,
+                         f"run {name} holds no checkpoint") as (mngr, step):
     state = trainer.program.restore(mngr, step)
   return trainer.evaluate(state)
 
