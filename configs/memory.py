@@ -5,7 +5,7 @@ Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional ke
   family   transformer | mixer
   kind     parallel (the memory model) | none (constant memories) | full (full-context decoder)
            | recurrent (RMT, one carried memory, BPTT) | oracle (encoder sees the predicted text)
-  stages   an objective or a curriculum: clm | copy | blank_copy | combined |
+  stages   an objective or a curriculum: clm | copy | blank_copy | combined | retrieval |
            e.g. 'blank_copy:1000,copy:1000,combined', or user code 'package.module:attribute'
   encoding text | random (the random-encoding control, paper §5.8: the encoder embeds random tokens)
   quantize none | bf16 | int8 | int4 | binary: the precision memories are stored at (issue 21 §2);

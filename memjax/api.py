@@ -65,8 +65,8 @@ def fit(cfg: ml_collections.ConfigDict, workdir: str, objectives: Objectives = N
 
 
 def builtin_objective(name: str, cfg: ml_collections.ConfigDict, special: SpecialIds) -> Objective:
-  """The built-in objective `name` (clm, autoencode, copy, blank_copy, combined) of run config `cfg`,
-  e.g. to extend it: `compose({**obj.loss.terms, 'aux': term})`."""
+  """The built-in objective `name` (clm, autoencode, copy, blank_copy, combined, retrieval) of run
+  config `cfg`, e.g. to extend it: `compose({**obj.loss.terms, 'aux': term})`."""
   if name not in _lookup.OBJECTIVES:
     raise ValueError(f"unknown built-in objective {name!r}; choose from {_lookup.OBJECTIVES}")
   return _lookup.resolve(name, cfg, special=special)

@@ -152,6 +152,9 @@ def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
       combined_copy="copy",  # the combined objective's copy view: copy | blank_copy | 'pkg.module:view'
       # loss terms added to every stage's objective: 'pkg.module:term[:weight],...' (objectives/lookup.py)
       extra_terms="",
+      # the retrieval objective (objectives/retrieval.py): the built-in objective trained beside its
+      # InfoNCE term ('' none), and where a causal LM's embedding is read (other models: encoder.embed_index)
+      retrieval_base="", retrieval_index=-1,
       restart_stages=False,  # each curriculum stage a fresh run: new AdamW state, own warmup and decay
       copy_delimiter_tokens=0, copy_delimiter_id=-1,  # -1: the tokenizer's separator token
       blank_id=-1) | overrides)  # -1: the tokenizer's blank token

@@ -226,6 +226,33 @@ def test_information_reports_the_unigram_floor(reproduced):
   assert "unigram floor" in reproduced[1]["information"]["table"]
 
 
+def test_retrieval_runs_continue_their_base_run_and_are_probed_like_the_others(reproduced):
+  """§5.1's Causal → Retrieval (both families) and Autoencoder → Retrieval (mixers, as the paper):
+  the shared run continued on retrieval alone, probed as the information experiment probes."""
+  root, summaries = reproduced
+  summary = summaries["retrieval"]
+  shared = ["Untrained", "Causal LM", "Causal → Retrieval", "Autoencoder"]
+  assert [(r["family"], r["encoder"]) for r in summary["rows"]] == (
+      [("mixer", label) for label in shared + ["Autoencoder → Retrieval"]]
+      + [("transformer", label) for label in shared])
+  assert {"mixer_probe_causal_lm", "transformer_probe_autoencoder"} <= set(summaries["information"]["runs"]) \
+      & set(summary["runs"])  # shared with information, not retrained
+  for family, base, index in (("mixer", "clm", -2), ("mixer", "autoencoder", -1), ("transformer", "clm", -2)):
+    run = f"{family}_{base}_retrieval"
+    config = json.loads((root / suite.RUNS / run / "config.json").read_text())
+    assert config["train"]["init_from"] == str(root / suite.RUNS / f"{family}_{base}")
+    assert config["objective"]["stages"] == "retrieval" and config["objective"]["retrieval_base"] == ""
+    evaluated = json.loads((root / suite.RUNS / run / "results.json").read_text())["eval"]
+    assert evaluated["retrieval/chance"] == pytest.approx(1 / config["train"]["batch_size"])  # a row each
+    assert "clm/loss" not in evaluated and "reconstruction/loss" not in evaluated
+    probe = json.loads((root / suite.RUNS / f"{family}_probe_{base}_retrieval" / "config.json").read_text())
+    assert probe["encoder"]["checkpoint"] == str(root / suite.RUNS / run) and probe["encoder"]["frozen"]
+    assert probe["encoder"]["embed_index"] == index
+  assert [(v["finding"].split(": ")[1], v["paper"]) for v in summary["verdicts"]] == [
+      ("Causal → Retrieval vs Causal LM", "more"), ("Autoencoder → Retrieval vs Autoencoder", "less"),
+      ("Causal → Retrieval vs Causal LM", "less")]
+
+
 def test_cli_names_bad_input():
   for argv, message in ((["nonsense"], "unknown experiment"), (["memory", "--scale=huge"], "one of <tiny|cpu|paper>"),
                         (["memory", "--dry-run"], "--scale=paper"),

@@ -39,7 +39,9 @@ CHUNK_AUTOENCODERS = {"copy": {"mixer": dict(d_model=512, n_layers=16, kernel=4)
 
 
 def embed_index(scale: str, family: str, key: str | None) -> int:
-  """The position a probe or a memory model reads the encoder of run `key` at."""
+  """The position a probe or a memory model reads the encoder of run `key` at (a retrieval-trained
+  run's: where its base run's is read, which is where its retrieval term read it)."""
+  key = RETRIEVAL_BASES.get(key, key)
   if scale == "paper" and (family, key) in PAPER_EMBED_INDEX:
     return PAPER_EMBED_INDEX[family, key]
   return EMBED_INDEX.get(key, -1)
@@ -127,12 +129,41 @@ def curriculum(scale: str, family: str, root: pathlib.Path) -> list[suite.RunSpe
                    init_from=f"{family}_curriculum_frozen_ae", steps=COMBINED_STEPS)]
 
 
-def probed(scale: str, family: str, key: str | None, n_ctx: int | None = None) -> suite.RunSpec | None:
-  """The run whose encoder the probe of `key` reads: the shared run, or (`n_ctx`) the same run
-  trained on contexts of that length (suite.at_length); None for an untrained encoder."""
+# The retrieval-trained runs (paper §5.1 "Causal → Retrieval", "Autoencoder → Retrieval"): a shared
+# run continued (train.init_from, fresh AdamW state and schedule) on the InfoNCE retrieval objective
+# alone (objectives/retrieval.py), as the reference fine-tuned its causal LMs and autoencoders; by
+# key, the key of the run they continue. Steps and, at paper scale, the reference's InfoNCE learning
+# rate (reference-code.md's run table: 200k steps at 1e-4).
+RETRIEVAL_BASES = {"clm_retrieval": "clm", "autoencoder_retrieval": "autoencoder"}
+RETRIEVAL_STEPS = {"cpu": 300, "paper": 200_000}
+PAPER_RETRIEVAL_LR = 1e-4
+
+
+def retrieval(scale: str, family: str, key: str, root: pathlib.Path) -> suite.RunSpec:
+  """Run `key` of RETRIEVAL_BASES: <family>_<base>_retrieval, its embedding read where the base run's
+  is probed."""
+  if key not in RETRIEVAL_BASES:
+    raise ValueError(f"unknown retrieval-trained run {key!r}; choose from {tuple(RETRIEVAL_BASES)}")
+  base = shared(scale, family)[RETRIEVAL_BASES[key]]
+  file = "clm.py" if base.cfg.task == "clm" else "autoencoder.py"
+  cfg = suite.config(file, scale, RETRIEVAL_STEPS, family=family)
+  cfg.objective.stages = "retrieval"
+  if base.cfg.task == "clm":  # other encoders are read at their own encoder.embed_index
+    cfg.objective.retrieval_index = embed_index(scale, family, key)
+  cfg.train.init_from = str(suite.run_dir(root, base.name))
+  if scale == "paper":
+    cfg.train.lr = PAPER_RETRIEVAL_LR
+  return suite.RunSpec(f"{base.name}_retrieval", cfg)
+
+
+def probed(scale: str, family: str, key: str | None, n_ctx: int | None = None,
+           root: pathlib.Path | None = None) -> suite.RunSpec | None:
+  """The run whose encoder the probe of `key` reads: the shared run (or the retrieval-trained run of
+  RETRIEVAL_BASES in `root`), or (`n_ctx`) the same run trained on contexts of that length
+  (suite.at_length); None for an untrained encoder."""
   if key is None:
     return None
-  source = shared(scale, family)[key]
+  source = retrieval(scale, family, key, root) if key in RETRIEVAL_BASES else shared(scale, family)[key]
   return suite.at_length(source, n_ctx) if n_ctx is not None else source
 
 
@@ -144,8 +175,8 @@ def probe(scale: str, family: str, key: str | None, root: pathlib.Path, n_ctx: i
   """The probe of a shared run's frozen encoder (`key`; None: an untrained encoder of the causal
   LM's architecture), named after the key (PROBE_NAMES); of the run trained at another length
   `n_ctx`: <family>_probe_<key>_c<n_ctx>."""
-  source = probed(scale, family, key, n_ctx)
-  own_length = source is None or source.name == shared(scale, family)[key].name
+  source = probed(scale, family, key, n_ctx, root)
+  own_length = source is None or source.name == probed(scale, family, key, root=root).name
   name = probe_name(family, key) if own_length else f"{family}_probe_{key}_c{n_ctx}"
   cfg = suite.probe(scale, source, root, embed_index=embed_index(scale, family, key),
                     architecture=clm(scale, family).cfg.model)

@@ -6,6 +6,8 @@
   blank_copy   copy with the copied half's inputs blanked, so only memories carry the information
   combined     clm + copy on the same batch, both terms reported (weights objective.clm_weight,
                objective.copy_weight; the copy view objective.combined_copy: copy or blank_copy)
+  retrieval    InfoNCE single-embedding 7-gram retrieval among a batch's documents, alone or beside
+               the built-in objective objective.retrieval_base (objectives/retrieval.py)
 
 User objectives are `Objective` values too (see memjax/api.py and docs/api.md).
 """
@@ -24,7 +26,7 @@ from memjax.objectives import views
 from memjax.objectives.terms import (Batch, ComposedLoss, Metrics, Term, compose, next_token_loss,
                                      on_view, reconstruction_loss)
 
-OBJECTIVES: tuple[str, ...] = ("clm", "autoencode", "copy", "blank_copy", "combined")
+OBJECTIVES: tuple[str, ...] = ("clm", "autoencode", "copy", "blank_copy", "combined", "retrieval")
 COPY_VIEWS: tuple[str, ...] = ("copy", "blank_copy")
 
 View = Callable[[Batch], Batch]
@@ -104,6 +106,9 @@ def build(name: str, cfg: Any, *, task: str, blank_id: int, delimiter_id: int) -
   """The objective `name` configured by `cfg` (the config's `objective` section)."""
   if name not in OBJECTIVES:
     raise ValueError(f"unknown objective {name!r}; choose from {OBJECTIVES}")
+  if name == "retrieval":
+    raise ValueError("the retrieval objective reads the whole run config (its document length, pad id): "
+                     "objectives.lookup.resolve builds it (objectives/retrieval.py)")
   if (name == "autoencode") != (task == "autoencoder"):
     raise ValueError(f"objective {name!r} does not apply to task {task!r}: autoencoders (and probes) "
                      "train with 'autoencode', causal and memory models with the others")

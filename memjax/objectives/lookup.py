@@ -2,7 +2,7 @@
 
 A curriculum stage names its objective in one of three ways, tried in this order:
   1. a name given with the run (`memjax.api.fit(cfg, workdir, objectives={'name': ...})`);
-  2. a built-in objective (clm, autoencode, copy, blank_copy, combined);
+  2. a built-in objective (clm, autoencode, copy, blank_copy, combined, retrieval);
   3. an import path 'package.module:attribute' of user code.
 A given or imported value is an `Objective`, or a function `(cfg, special) -> Objective` of the run
 config and its special token ids (pad, eos, blank, sep).
@@ -21,7 +21,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from memjax import importing
-from memjax.objectives import OBJECTIVES, Objective, build
+from memjax.objectives import OBJECTIVES, Objective, build, retrieval
 from memjax.objectives.terms import ComposedLoss, Term, compose
 
 
@@ -86,6 +86,8 @@ def _resolve(spec: str, cfg: Any, *, special: Any, given: Mapping[str, Any] | No
   given = given or {}
   if spec in given:
     return _materialize(given[spec], spec, cfg, special)
+  if spec == "retrieval":
+    return retrieval.build(cfg, pad_id=special.pad, base=lambda name: _resolve(name, cfg, special=special))
   if spec in OBJECTIVES:
     return build(spec, cfg.objective, task=cfg.task, blank_id=special.blank, delimiter_id=special.sep)
   if importing.is_import_path(spec):
