@@ -38,7 +38,7 @@ from memjax import cli
 FLAGS = flags.FLAGS
 
 EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
-                                "context_length")
+                                "context_length", "pretrained", "memory_long")
 
 
 def experiment(name: str):
