@@ -436,3 +436,54 @@ def test_control_scores_random_tokens_against_ln_vocab_and_reads_the_code_corpus
   assert any(p.name.startswith("stdlib-code") for p in (data_cache / "tokens").iterdir())
   config = json.loads((reproduced[0] / suite.RUNS / "mixer_autoencoder_random_tokens" / "config.json").read_text())
   assert config["data"]["source"] == "random:64:stdlib"
+def test_pretrained_decoder_runs_start_from_the_shared_causal_lm(reproduced):
+  """§5.8 at tiny scale: the 'pretrained' decoder is the shared transformer causal LM, read into the
+  memory model, the random-encoding control and the no-memory model; the from-scratch one is not."""
+  import numpy as np
+
+  from memjax.experiments import runs
+  from memjax.training import checkpoint, run_folder
+
+  root, summaries = reproduced
+  summary = summaries["pretrained"]
+
+  def decoder_embedding(run):
+    import jax
+
+    mngr = checkpoint.manager(root / suite.RUNS / run / run_folder.CHECKPOINTS)
+    step = mngr.latest_step()
+    shape = checkpoint.stored_shapes(mngr, step)["params/decoder/embed/embedding"]
+    target = {"params": {"decoder": {"embed": {"embedding": jax.ShapeDtypeStruct(shape, "float32")}}}}
+    value = checkpoint.restore(mngr, step, target)["params"]["decoder"]["embed"]["embedding"]
+    mngr.close()
+    return np.asarray(value)
+
+  clm = runs.clm("tiny", "transformer").name
+  assert list(summary["runs"]) == [clm, "transformer_pretrained_copy", "transformer_pretrained_copy_random",
+                                   "transformer_pretrained_copy_no_memory", "transformer_scratch_copy"]
+  config = {name: json.loads((root / suite.RUNS / name / "config.json").read_text()) for name in summary["runs"]}
+  assert config["transformer_pretrained_copy"]["decoder"]["checkpoint"] == str(root / suite.RUNS / clm)
+  assert config["transformer_scratch_copy"]["decoder"]["checkpoint"] == ""
+  assert config["transformer_pretrained_copy_random"]["memory"]["encoding"] == "random"
+  assert config["transformer_pretrained_copy_no_memory"]["memory"]["kind"] == "none"
+  source = decoder_embedding(clm)
+  lr = config["transformer_pretrained_copy"]["train"]["lr"]
+  for run in ("transformer_pretrained_copy", "transformer_pretrained_copy_random",
+              "transformer_pretrained_copy_no_memory"):
+    assert np.abs(decoder_embedding(run) - source).max() < 3 * lr  # two AdamW steps: at most ~2 * lr each
+  assert np.abs(decoder_embedding("transformer_scratch_copy") - source).max() > 10 * lr
+  for row in summary["rows"]:
+    assert 0.0 <= row["copy_accuracy"] <= 1.0 and row["copy_loss"] > 0
+    assert row["copy_accuracy_gain"] == pytest.approx(row["copy_accuracy"] - row["copy_accuracy_first_eval"])
+  assert [f["paper"] for f in summary["verdicts"]] == ["more", "more", "more"]
+
+
+def test_memory_long_rows_are_at_twice_the_memory_experiments_length(reproduced):
+  from memjax.experiments import memory_long
+
+  from memjax.experiments import runs
+
+  summary = reproduced[1]["memory_long"]
+  assert [(r["family"], r["model"], r["n_ctx"]) for r in summary["rows"]] == [
+      ("mixer", label, 2 * runs.memory("tiny", "mixer").cfg.data.n_ctx) for label, _ in memory_long.VARIANTS]
+  assert [f["paper"] for f in summary["verdicts"]] == ["less"]  # tiny scale trains mixers: no transformer finding

@@ -37,6 +37,17 @@ ROPE_KEYS = {  # HF rope_scaling / rope_parameters key -> StackConfig field
     "factor": "rope_factor", "low_freq_factor": "rope_low_freq_factor",
     "high_freq_factor": "rope_high_freq_factor", "original_max_position_embeddings": "rope_original_length"}
 IGNORED_TENSORS = ("rotary_emb.inv_freq",)  # a buffer some older checkpoints saved; recomputed here
+# Llama 3.2 1B's published config.json (meta-llama/Llama-3.2-1B), the paper's pretrained decoder
+# (§5.8), so that its architecture can be sized without the weights (experiments/pretrained.py).
+LLAMA_3_2_1B: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "attention_bias": False, "mlp_bias": False,
+    "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": True, "vocab_size": 128256, "bos_token_id": 128000, "eos_token_id": 128001,
+    "torch_dtype": "bfloat16"}
 
 
 # ------------------------------------------------------------------------------ config.json
