@@ -116,7 +116,7 @@ def compile_run(cfg: ml_collections.ConfigDict, accelerator: str, num_slices: in
       hbm = (memory.argument_size_in_bytes + output + temp - memory.alias_size_in_bytes
              + memory.generated_code_size_in_bytes)
       step_flops, accessed, traffic = (_unrolled_cost(cfg, program.mesh, stage.objective)
-                                       if loop_costs and _loops(cfg) else _cost(compiled))
+                                       if loop_costs and loops(cfg) else _cost(compiled))
     else:  # the compiler stopped at its memory check: its figure, and no cost analysis
       match = _OOM.search(error)
       temp = int(float(match["need"]) * _UNITS[match["unit"]])
@@ -150,10 +150,21 @@ def _towers(cfg: ml_collections.ConfigDict) -> list[str]:
   return [key for key in ("model", "encoder", "decoder") if key in cfg]
 
 
-def _loops(cfg: ml_collections.ConfigDict) -> bool:
+def loops(cfg: ml_collections.ConfigDict) -> bool:
   """Whether the step loops (scanned layers, microbatches): XLA's cost analysis counts a loop's
   body once, whatever its trip count."""
   return cfg.train.get("microbatches", 1) > 1 or any(cfg[t].get("scan_layers") for t in _towers(cfg))
+
+
+def without_loops(cfg: ml_collections.ConfigDict, batch_size: int | None = None,
+                  depths: dict[str, int] | None = None) -> ml_collections.ConfigDict:
+  """`cfg` with every tower unrolled (at `depths`, else its own depth) and one microbatch of
+  `batch_size` (else the whole batch): the same step, with no loop for XLA's cost analysis to count once."""
+  variant = ml_collections.ConfigDict(cfg.to_dict())
+  variant.train.update(microbatches=1, batch_size=batch_size or cfg.train.batch_size)
+  for tower in _towers(cfg):
+    variant[tower].update(scan_layers=False, n_layers=(depths or {}).get(tower, cfg[tower].n_layers))
+  return variant
 
 
 def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any,
@@ -167,10 +178,8 @@ def _unrolled_cost(cfg: ml_collections.ConfigDict, mesh: Any,
   towers, microbatches = _towers(cfg), cfg.train.get("microbatches", 1)
 
   def cost(deeper: str = "") -> tuple[float, float, dict[str, float]]:
-    variant = ml_collections.ConfigDict(cfg.to_dict())
-    variant.train.update(microbatches=1, batch_size=cfg.train.batch_size // microbatches)
-    for tower in towers:
-      variant[tower].update(scan_layers=False, n_layers=2 if tower == deeper else 1)
+    variant = without_loops(cfg, cfg.train.batch_size // microbatches,
+                            {tower: 2 if tower == deeper else 1 for tower in towers})
     return _cost(Program(variant, mesh).lower(objective).compile())
 
   base = cost()
