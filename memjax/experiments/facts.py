@@ -26,7 +26,12 @@ from typing import Any
 from memjax.experiments import reporting, runs, suite
 from memjax.objectives import facts as facts_objective
 
-STEPS = {"cpu": 1000, "paper": 20_000}  # facts-task steps of every row (the curriculum's come before)
+# Facts-task steps of every row (the frozen-encoder row's curriculum comes before). cpu: 1500 steps of
+# 16 x 64 tokens, ~0.08 s each for a mixer memory model on 2 idle cores (`copy`'s 400-step runs take
+# ~0.5 min, docs/results.md), ~2 min per row; with the curriculum's autoencoder, blank copy and copy
+# (~3.3 min) about 14 minutes from an empty workdir. Only 2 answer tokens per row are scored, hence
+# more steps than `copy`'s 400.
+STEPS = {"cpu": 1500, "paper": 20_000}
 
 
 def families(scale: str) -> tuple[str, ...]:
