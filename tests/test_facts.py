@@ -162,3 +162,27 @@ def test_report_reads_accuracy_by_distance_from_eval_keys():
   metrics = {"facts/accuracy": 0.5, "facts/d10/accuracy": 0.1, "facts/d2/accuracy": 0.2,
              "facts/d2/tokens": 4.0}
   assert experiment.accuracy_by_distance(metrics) == {2: 0.2, 10: 0.1}
+
+
+def test_report_tables_each_row_by_distance_and_draws_the_figure(tmp_path):
+  from memjax.experiments import facts as experiment, suite
+
+  class Context:  # what report reads of suite.Context: scale, out and each run's final evaluation
+    scale, out = "tiny", tmp_path
+
+    @staticmethod
+    def eval(name):
+      row = [f"mixer_{suffix}" for _, suffix, _, _ in experiment.ROWS].index(name)
+      return {"facts/accuracy": row / 8, "facts/loss": 5.0 - row, "facts/d1/accuracy": row / 8 + 1 / 64,
+              "facts/d2/accuracy": row / 8 + 2 / 64, "facts/d3/accuracy": row / 8 + 3 / 64}
+
+  summary = experiment.report(Context())
+  assert [r["model"] for r in summary["rows"]] == [label for label, *_ in experiment.ROWS]
+  assert summary["rows"][4]["accuracy_by_distance"] == {"1": 0.515625, "2": 0.53125, "3": 0.546875}
+  assert "| mixer | full context | 0.5156 | 0.5312 | 0.5469 | 0.5000 | 1.000 |" in summary["table"]
+  assert (tmp_path / "facts.png").stat().st_size > 5_000
+  found = {f["finding"]: (f["ours"], f["than"], f["paper"]) for f in experiment.findings(summary)}
+  assert found == {"mixer answer acc.: parallel, trainable encoder vs no memory": (0.0, 0.375, "more"),
+                   "mixer answer acc.: parallel, frozen autoencoder (after copy curriculum) vs no memory":
+                   (0.125, 0.375, "more"),
+                   "mixer answer acc.: full context vs parallel, trainable encoder": (0.5, 0.0, "more")}
