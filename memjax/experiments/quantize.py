@@ -19,6 +19,11 @@ from memjax.experiments.copy import copy_metrics
 from memjax.models import quantize as quant
 
 SETTINGS: tuple[str, ...] = quant.MODES
+TINY_SETTINGS = ("none", "int8", "binary")  # the tests: a byte-sized and a one-bit setting beside float
+
+
+def settings(scale: str) -> tuple[str, ...]:
+  return TINY_SETTINGS if scale == "tiny" else SETTINGS
 KEEP = 0.9  # the fraction of the float setting's copy accuracy a smaller memory must keep
 
 
@@ -42,7 +47,7 @@ def setting_runs(scale: str, mode: str, root: pathlib.Path) -> list[suite.RunSpe
 
 def plan(scale: str, root: pathlib.Path) -> list[suite.RunSpec]:
   specs = [runs.chunk_encoders(scale, family(scale), "copy")["autoencoder"]]
-  for mode in SETTINGS:
+  for mode in settings(scale):
     specs += setting_runs(scale, mode, root)
   return specs
 
@@ -56,7 +61,7 @@ def smallest_kept(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def report(ctx: suite.Context) -> dict[str, Any]:
   rows, table_rows = [], []
-  for mode in SETTINGS:
+  for mode in settings(ctx.scale):
     blank, copy = setting_runs(ctx.scale, mode, ctx.root)
     accuracy, loss = copy_metrics(ctx.eval(copy.name))
     d, chunk = copy.cfg.decoder.d_model, suite.encoder_length(copy.cfg)
@@ -75,7 +80,7 @@ def report(ctx: suite.Context) -> dict[str, Any]:
                if best else "none"))
   fig, (ax,) = reporting.figure(1)
   series = {}
-  for mode in SETTINGS:
+  for mode in settings(ctx.scale):
     blank, copy = setting_runs(ctx.scale, mode, ctx.root)
     offset = ctx.results[blank.name]["step"]
     series[mode] = [(step + offset, value) for step, value in ctx.curve(copy.name, "copy/accuracy")]
