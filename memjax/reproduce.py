@@ -38,7 +38,7 @@ from memjax import cli
 FLAGS = flags.FLAGS
 
 EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
-                                "context_length", "retrieval", "control", "llm_probe", "quantize")
+                                "context_length", "retrieval", "control", "llm_probe", "quantize", "capacity")
 
 
 def experiment(name: str):
