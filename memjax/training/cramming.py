@@ -83,7 +83,7 @@ def make_step(decode: Decode, tx: optax.GradientTransformation) -> Callable[...,
 class Crammed:
   vectors: jax.Array  # [B, K, E]
   steps: jax.Array  # [B] updates each text received
-  stopped: jax.Array  # [B] bool: reached full teacher-forced accuracy before max_steps
+  stopped: jax.Array  # [B] bool: at full teacher-forced accuracy (within max_steps updates)
 
 
 def cram(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_BxKxE: jax.Array, *,
