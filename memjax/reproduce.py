@@ -39,7 +39,7 @@ FLAGS = flags.FLAGS
 
 EXPERIMENTS: tuple[str, ...] = ("information", "memory", "copy", "combined", "frozen", "oracle", "feed",
                                 "context_length", "retrieval", "control", "llm_probe", "pretrained", "memory_long",
-                                "quantize", "facts")
+                                "quantize", "capacity", "facts")
 
 
 def experiment(name: str):

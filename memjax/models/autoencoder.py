@@ -41,8 +41,11 @@ class Autoencoder(nnx.Module):
   def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
     """`mask_BxT` masks padding in the encoder; the decoder's inputs all come from the embedding."""
     embedding_BxE = self.embed(tokens_BxT, mask_BxT)
+    return {"logits": self.decode(embedding_BxE, tokens_BxT.shape[1]), "embedding": embedding_BxE}
+
+  def decode(self, embedding_BxE: jax.Array, length: int) -> jax.Array:
+    """Logits [B, length, V] regenerating a sequence from its embedding alone (any embedding: an
+    encoder's, or one optimised for the decoder, training/cramming.py)."""
     code_BxD = self.bridge(embedding_BxE)
-    T = tokens_BxT.shape[1]
-    inputs_BxTxD = self.unroll(code_BxD, T) if self.unroll is not None else repeat(code_BxD, T)
-    logits_BxTxV = logits_from(self.decoder(inputs_BxTxD), self.head, None)
-    return {"logits": logits_BxTxV, "embedding": embedding_BxE}
+    inputs_BxTxD = self.unroll(code_BxD, length) if self.unroll is not None else repeat(code_BxD, length)
+    return logits_from(self.decoder(inputs_BxTxD), self.head, None)
