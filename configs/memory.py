@@ -30,7 +30,6 @@ A frozen encoder keeps its own token embedding frozen (encoder.frozen_scope='all
 paper preset, where a fresh trainable embedding feeds the frozen blocks ('blocks'), as the reference.
 """
 
-import ml_collections
 
 from memjax import config as mc
 
@@ -46,14 +45,7 @@ def get_config(arg=None):
   cfg = mc.base("memory", arg.preset, stages=arg.stages, family=arg.family,
                 steps=arg.steps or STEPS.get(arg.preset, 0))
   cfg.train.batch_size = size.get("memory_batch_size", size["batch_size"])
-  cfg.memory = ml_collections.ConfigDict(dict(
-      kind=arg.kind, chunks=4,
-      slots="fixed",  # or 'variable'
-      pad_value=1.0,  # the constant vector of unused slots (and of every slot without memory)
-      encoding=arg.encoding,
-      # How memories are stored (none | bf16 | int8 | int4 | binary: memjax.models.quantize), and
-      # whether training adds one quantisation step of uniform noise instead of rounding.
-      quantize=arg.quantize, quantize_noise=False))
+  cfg.memory = mc.memory(kind=arg.kind, encoding=arg.encoding, quantize=arg.quantize)
   cfg.encoder = mc.encoder(size, arg.family)
   cfg.decoder = mc.architecture(size, arg.family, checkpoint="", tie_embeddings=False, lora_rank=0,
                                 lora_alpha=0.0, lora_targets="q,k,v,gate,up,down")

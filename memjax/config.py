@@ -160,6 +160,19 @@ def objective(stages: str, **overrides: Any) -> ml_collections.ConfigDict:
       blank_id=-1) | overrides)  # -1: the tokenizer's blank token
 
 
+def memory(**overrides: Any) -> ml_collections.ConfigDict:
+  """A memory model's memories: how many, where they sit in the decoder, what they encode, and how
+  they are stored."""
+  return ml_collections.ConfigDict(dict(
+      kind="parallel", chunks=4,
+      slots="fixed",  # or 'variable'
+      pad_value=1.0,  # the constant vector of unused slots (and of every slot without memory)
+      encoding="text",
+      # How memories are stored (none | bf16 | int8 | int4 | binary: memjax.models.quantize), and
+      # whether training adds one quantisation step of uniform noise instead of rounding.
+      quantize="none", quantize_noise=False) | overrides)
+
+
 def mesh(**overrides: Any) -> ml_collections.ConfigDict:
   """Device mesh axis sizes; -1 takes every remaining device."""
   return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1) | overrides)

@@ -286,6 +286,14 @@ def test_finished_runs_accept_options_added_later_only_at_their_defaults(tmp_pat
   cfg.train.init_from, cfg.train.lr = "", 1.0
   with pytest.raises(ValueError, match="train.lr"):
     suite.check_finished(tmp_path, cfg)
+  memory = suite.config("memory.py", "tiny", 2)  # a memory model trained before memory.quantize existed
+  saved = json.loads(memory.to_json_best_effort())
+  del saved["memory"]["quantize"], saved["memory"]["quantize_noise"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  suite.check_finished(tmp_path, memory)
+  memory.memory.quantize = "int8"
+  with pytest.raises(ValueError, match="memory.quantize"):
+    suite.check_finished(tmp_path, memory)
 
 
 @pytest.mark.parametrize("scale", suite.SCALES)

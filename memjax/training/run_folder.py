@@ -84,7 +84,7 @@ def _defaults() -> dict[str, Any]:
   size = mc.SIZES["tiny"]
   return _flatten({"train": mc.train(size).to_dict(), "objective": mc.objective("clm").to_dict(),
                    "data": mc.data(size, "tiny").to_dict(), "init": "memjax",
-                   "encoder": mc.encoder(size, "mixer").to_dict(),
+                   "encoder": mc.encoder(size, "mixer").to_dict(), "memory": mc.memory().to_dict(),
                    "decoder": mc.decoder(size, "mixer").to_dict()})
 
 
