@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from memjax.models.config import StackConfig
+from memjax.models import hf_llama
 from memjax.models.hf_llama import SafetensorsReader
 
 # memjax path inside a block -> (HF name inside encoder.layer.{i}, transpose?)
@@ -106,17 +107,8 @@ def read_params(reader: SafetensorsReader, cfg: StackConfig) -> dict[str, Any]:
   trunk; a bert Tower has no head)."""
   names = _Names(reader)
   _check_tensors(names, cfg)
-  blocks: dict[str, Any] = {}
-  for path, (hf_name, transpose) in LAYER_WEIGHTS.items():
-    first = reader.shape(names.stored(f"encoder.layer.0.{hf_name}"))
-    stacked = np.empty((cfg.n_layers, *(first[::-1] if transpose else first)), np.float32)
-    for i in range(cfg.n_layers):
-      w = names.read(f"encoder.layer.{i}.{hf_name}")
-      stacked[i] = w.T if transpose else w
-    node = blocks
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = stacked
+  blocks = hf_llama.stacked_blocks(reader, LAYER_WEIGHTS, cfg.n_layers,
+                                   lambda i, n: names.stored(f"encoder.layer.{i}.{n}"))
   words = names.read(WORDS)
   if words.shape != (cfg.vocab_size, cfg.d_model):
     raise ValueError(f"word_embeddings has shape {words.shape}, config.json says "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 import ml_dtypes
 import numpy as np
@@ -202,6 +202,26 @@ def _check_tensors(reader: SafetensorsReader, cfg: StackConfig, tie: bool, prefi
     raise ValueError(f"the checkpoint holds {len(unknown)} tensors memjax cannot represent: {shown}")
 
 
+def stacked_blocks(reader: SafetensorsReader, layer_weights: dict[tuple[str, ...], tuple[str, bool]],
+                   n_layers: int, stored: Callable[[int, str], str]) -> dict[str, Any]:
+  """The blocks' parameters, each stacked over layers: `layer_weights` maps a memjax path inside a
+  block to (HF name inside layer i, transpose?), `stored(i, hf_name)` names the tensor as stored.
+  Every stacked array is allocated once and filled layer by layer (peak: the arrays plus one tensor)."""
+  blocks: dict[str, Any] = {}
+  for path, (hf_name, transpose) in layer_weights.items():
+    first = reader.shape(stored(0, hf_name))
+    stacked = np.empty((n_layers, *(first[::-1] if transpose else first)), np.float32)
+    for i in range(n_layers):
+      w = reader.read(stored(i, hf_name))
+      stacked[i] = w.T if transpose else w
+      del w
+    node = blocks
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = stacked
+  return blocks
+
+
 def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
                 head: bool = True) -> dict[str, Any]:
   """{'decoder': Tower parameters, 'head': {'kernel'} (untied only)} as float32 numpy.
@@ -212,18 +232,7 @@ def read_params(reader: SafetensorsReader, cfg: StackConfig, tie: bool, *,
   _check_tensors(reader, cfg, tie, prefix)
   name = lambda n: prefix + n
 
-  blocks: dict[str, Any] = {}
-  for path, (hf_name, transpose) in LAYER_WEIGHTS.items():
-    first = reader.shape(name(f"layers.0.{hf_name}"))
-    stacked = np.empty((cfg.n_layers, *(first[::-1] if transpose else first)), np.float32)
-    for i in range(cfg.n_layers):
-      w = reader.read(name(f"layers.{i}.{hf_name}"))
-      stacked[i] = w.T if transpose else w
-      del w
-    node = blocks
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = stacked
+  blocks = stacked_blocks(reader, LAYER_WEIGHTS, cfg.n_layers, lambda i, n: name(f"layers.{i}.{n}"))
   params: dict[str, Any] = {
       "decoder": {"embed": {"embedding": reader.read(name("embed_tokens.weight"))},
                   "stack": {"blocks": blocks, "norm": {"scale": reader.read(name("norm.weight"))}}}}
