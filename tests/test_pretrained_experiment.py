@@ -45,3 +45,18 @@ def test_memory_long_runs_are_the_memory_runs_at_twice_the_chunk():
         assert long.cfg.memory.chunks == base.cfg.memory.chunks == 4
         assert long.cfg.data.n_ctx == 2 * base.cfg.data.n_ctx == {"cpu": 128, "paper": 2048}[scale]
         assert long.name == f"{base.name}_c{long.cfg.data.n_ctx}"
+
+
+def test_paper_runs_split_llama_over_devices_and_compile_apart_from_data_parallel(tmp_path):
+  """Llama 3.2 1B's parameters and AdamW state (15.3 GiB replicated) only fit a 16 GiB v5e chip split
+  over the devices; the TPU table's journal must then not reuse a data-parallel compile for them."""
+  from memjax.experiments import dryrun
+
+  spec = {s.name: s for s in pretrained.plan("paper", tmp_path)}["transformer_pretrained_copy"]
+  assert (spec.cfg.mesh.data, spec.cfg.mesh.fsdp) == (1, -1)
+  data_parallel = spec.cfg.copy_and_resolve_references()
+  data_parallel.mesh.update(data=-1, fsdp=1)
+  accumulated = spec.cfg.copy_and_resolve_references()
+  accumulated.train.microbatches = 4
+  signatures = {dryrun._signature(c, "copy") for c in (spec.cfg, data_parallel, accumulated)}
+  assert len(signatures) == 3

@@ -26,7 +26,8 @@ def _signature(cfg, objective: str) -> str:
   for part in parts.values():
     part.pop("checkpoint", None)
   parts |= {"task": cfg.task, "n_ctx": cfg.data.n_ctx, "batch": cfg.train.batch_size,
-            "dtype": cfg.train.compute_dtype, "objective": objective,
+            "dtype": cfg.train.compute_dtype, "microbatches": cfg.train.get("microbatches", 1),
+            "mesh": cfg.mesh.to_dict(), "objective": objective,
             "objective_cfg": cfg.objective.to_dict() | {"stages": ""}}
   return json.dumps(parts, sort_keys=True)
 

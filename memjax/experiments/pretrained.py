@@ -82,6 +82,9 @@ def run(scale: str, root: pathlib.Path, suffix: str, kind: str, encoding: str, p
   cfg.memory.slots = "fixed"  # memories in fixed positions (§2.6), as configs/memory.py's decoder=
   if scale == "paper":
     cfg.train.lr = PAPER_LR
+    # Llama 3.2 1B's float32 parameters and AdamW state are 15.3 GiB per chip when replicated, over a
+    # v5e chip's 16 GiB; split over every device (FSDP) the step needs 12.2 GiB (docs/tpu.md).
+    cfg.mesh.update(data=1, fsdp=-1)
   return suite.RunSpec(f"{FAMILY}_{suffix}", cfg)
 
 
