@@ -357,6 +357,16 @@ def test_verdict_rule_on_hand_made_numbers():
     reporting.verdict([1.0, 2.0], [0.0, 0.0], "bigger")
 
 
+
+def test_family_findings_compare_within_each_family_and_skip_missing_rows():
+  rows = [{"family": "mixer", "model": "a", "loss": 1.0}, {"family": "mixer", "model": "b", "loss": 2.0},
+          {"family": "transformer", "model": "a", "loss": 3.0}]
+  found = reporting.family_findings(rows, "model", "loss", "{family}: {first} vs {second}",
+                                    lambda family: [("a", "b", "less"), ("b", "a", "more")])
+  # the transformer family has no 'b' row: nothing to compare there
+  assert found == [{"finding": "mixer: a vs b", "ours": 1.0, "than": 2.0, "paper": "less"},
+                   {"finding": "mixer: b vs a", "ours": 2.0, "than": 1.0, "paper": "more"}]
+
 def test_seeds_combine_line_by_line():
   """Recorded reports of two seeds: numbers the same in both once, others as mean [min, max]; a
   line that reads differently per seed (a warning) once per seed."""

@@ -110,13 +110,8 @@ FINDINGS: tuple[tuple[str, str, str], ...] = (
 
 def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
   """The paper's comparisons of probe token accuracy between encoders, for those the summary has."""
-  out = []
-  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
-    accuracy = {r["encoder"]: r["token_accuracy"] for r in summary["rows"] if r["family"] == family}
-    out += [reporting.finding(f"{family} probe token acc.: {first} vs {second}", accuracy[first],
-                              accuracy[second], paper)
-            for first, second, paper in FINDINGS if first in accuracy and second in accuracy]
-  return out
+  return reporting.family_findings(summary["rows"], "encoder", "token_accuracy",
+                                   "{family} probe token acc.: {first} vs {second}", lambda family: FINDINGS)
 
 
 EXPERIMENT = suite.Experiment("information", "Information in one embedding (paper §5.1)", plan, report,

@@ -81,12 +81,8 @@ FINDINGS: tuple[tuple[str | None, str, str, str], ...] = (
 
 
 def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
-  out = []
-  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
-    loss = {r["model"]: r["eval_loss"] for r in summary["rows"] if r["family"] == family}
-    out += [reporting.finding(f"{family} eval CE: {first} vs {second}", loss[first], loss[second], paper)
-            for only, first, second, paper in FINDINGS if only in (None, family)]
-  return out
+  return reporting.family_findings(summary["rows"], "model", "eval_loss", "{family} eval CE: {first} vs {second}",
+                                   lambda family: [f[1:] for f in FINDINGS if f[0] in (None, family)])
 
 
 EXPERIMENT = suite.Experiment("memory", "Memory models vs no memory, full context and recurrence (paper §5.5)",

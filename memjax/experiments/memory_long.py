@@ -77,13 +77,9 @@ FINDINGS: tuple[tuple[str | None, str, str, str], ...] = (
 
 
 def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
-  out = []
-  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
-    loss = {r["model"]: r["eval_loss"] for r in summary["rows"] if r["family"] == family}
-    out += [reporting.finding(f"{family} eval CE at 4 x 512 (scaled): {first} vs {second}", loss[first],
-                              loss[second], paper)
-            for only, first, second, paper in FINDINGS if only in (None, family)]
-  return out
+  return reporting.family_findings(summary["rows"], "model", "eval_loss",
+                                   "{family} eval CE at 4 x 512 (scaled): {first} vs {second}",
+                                   lambda family: [f[1:] for f in FINDINGS if f[0] in (None, family)])
 
 
 EXPERIMENT = suite.Experiment("memory_long", "Memory models at 4 x 512 tokens (paper §5.5)", plan, report,

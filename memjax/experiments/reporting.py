@@ -16,7 +16,7 @@ import contextlib
 import math
 import pathlib
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from memjax.experiments import suite
 
@@ -153,6 +153,19 @@ def finding(claim: str, ours: float, than: float, paper: str) -> dict[str, Any]:
   if paper not in ("more", "less"):
     raise ValueError(f"paper direction is 'more' or 'less', got {paper!r}")
   return {"finding": claim, "ours": ours, "than": than, "paper": paper}
+
+
+def family_findings(rows: Sequence[dict[str, Any]], label: str, metric: str, claim: str,
+                    comparisons: Callable[[str], Sequence[tuple[str, str, str]]]) -> list[dict[str, Any]]:
+  """`finding`s within each model family of `rows`: for each (first, second, paper) of
+  `comparisons(family)` whose two labels (`row[label]`) the family has, `row[metric]` of the first
+  against the second's. `claim` is formatted with family, first and second."""
+  out = []
+  for family in dict.fromkeys(r["family"] for r in rows):
+    value = {r[label]: r[metric] for r in rows if r["family"] == family}
+    out += [finding(claim.format(family=family, first=first, second=second), value[first], value[second], paper)
+            for first, second, paper in comparisons(family) if first in value and second in value]
+  return out
 
 
 def verdicts(per_seed_findings: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -93,13 +93,9 @@ def report(ctx: suite.Context, families: Sequence[str] = suite.FAMILIES) -> dict
 
 def findings(summary: dict[str, Any]) -> list[dict[str, Any]]:
   """The paper's comparisons of probe I_e between encoders, for those the summary has."""
-  out = []
-  for family in dict.fromkeys(r["family"] for r in summary["rows"]):
-    information = {r["encoder"]: r["entropy_proportion"] for r in summary["rows"] if r["family"] == family}
-    out += [reporting.finding(f"{family} probe I_e: {first} vs {second}", information[first],
-                              information[second], paper)
-            for first, second, paper in FINDINGS.get(family, ()) if first in information and second in information]
-  return out
+  return reporting.family_findings(summary["rows"], "encoder", "entropy_proportion",
+                                   "{family} probe I_e: {first} vs {second}",
+                                   lambda family: FINDINGS.get(family, ()))
 
 
 EXPERIMENT = suite.Experiment("retrieval", "Information in retrieval-trained embeddings (paper §5.1)", plan,

@@ -23,7 +23,7 @@ from flax import nnx
 
 from memjax import importing
 from memjax.objectives import views
-from memjax.objectives.terms import (Batch, ComposedLoss, Metrics, Term, compose, next_token_loss,
+from memjax.objectives.terms import (Batch, Metrics, Term, compose, next_token_loss,
                                      on_view, reconstruction_loss)
 
 OBJECTIVES: tuple[str, ...] = ("clm", "autoencode", "copy", "blank_copy", "combined", "retrieval")
