@@ -42,3 +42,32 @@ def test_bytes_by_source_counted_by_hand():
       "memjax/models/mixer.py:TokenMixing.__call__ [backward]": 4096 * 3,
       "step inputs: batch": 2048 * 2,
   }
+
+
+# A Pallas kernel's custom call as libtpu prints it: its kernel metadata holds newlines, and one of its
+# continuation lines starts with '}'. The instructions after it belong to the same computation.
+PALLAS_HLO = """HloModule m
+
+FileNames
+1 "/src/memjax/kernels/splash.py"
+FunctionNames
+1 "splash_attention"
+FileLocations
+1 {file_name_id=1 function_name_id=1 line=10 end_line=10 column=1 end_column=1}
+StackFrames
+1 {file_location_id=1 parent_frame_id=0}
+
+ENTRY %main (a: f32[8,128]) -> f32[8,128] {
+  %a = f32[8,128]{1,0:T(8,128)} parameter(0), metadata={op_name="args[0].params['w']"}
+  %k = f32[8,128]{1,0:T(8,128)} custom-call(%a), custom_call_target="tpu_custom_call", frontend_attributes={kernel_metadata={
+"xprof_metadata":"{\\"block_q\\": 128}"
+}}, metadata={op_name="jit(f)/transpose(jvp())/pallas_call" stack_frame_id=1}
+  ROOT %c = f32[8,128]{1,0:T(8,128)} copy(%k)
+}
+"""
+
+
+def test_a_kernel_spanning_lines_does_not_end_its_computation():
+  # custom call %k: reads a (4096 B), writes 4096 B, backward (transpose), in splash_attention.
+  # copy %c, after the kernel: reads k and writes 4096 B, inheriting k's source: 8192 B more.
+  assert hbm_traffic.breakdown(PALLAS_HLO) == {"memjax/kernels/splash.py:splash_attention [backward]": 4096 * 4}

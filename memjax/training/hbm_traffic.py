@@ -109,16 +109,22 @@ def _frames(tables: dict[str, dict[int, str]]) -> dict[int, str]:
 
 
 def _computations(hlo_text: str) -> dict[str, list[str]]:
-  """Computation name -> its instruction lines (fused computations, loop bodies, the entry)."""
+  """Computation name -> its instructions, one string each (fused computations, loop bodies, the
+  entry). A Pallas kernel's custom call spans several lines (its kernel metadata holds newlines, and
+  a continuation line can start with '}'), so only a lone '}' closes a computation and a line that
+  starts no instruction continues the one before."""
   found, name = {}, None
   for line in hlo_text.splitlines():
     if line.startswith("%") or line.startswith("ENTRY "):
       name = "ENTRY" if line.startswith("ENTRY ") else line[1:].split(" ", 1)[0]
       found[name] = []
-    elif line.startswith("}"):
+    elif line.rstrip() == "}":
       name = None
     elif name is not None:
-      found[name].append(line)
+      if _INSTRUCTION.match(line) or not found[name]:
+        found[name].append(line)
+      else:
+        found[name][-1] += "\n" + line
   return found
 
 
