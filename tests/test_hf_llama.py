@@ -162,3 +162,14 @@ def test_what_memjax_cannot_represent_is_refused_by_name(tmp_path):
     cli.call(convert, ["hf-llama", str(tmp_path / "hf"), str(tmp_path / "out")])
   with pytest.raises(SystemExit, match="no config.json"):
     cli.call(convert, ["hf-llama", str(tmp_path), str(tmp_path / "out")])
+
+
+def test_a_config_saved_by_transformers_reads_as_the_published_one():
+  """transformers' LlamaConfig writes rope_theta into the rope_scaling it is given; the config.json it
+  saves must read as the published config.json it came from."""
+  import copy
+
+  saved = transformers.LlamaConfig(**copy.deepcopy(hf_llama.LLAMA_3_2_1B)).to_dict()
+  assert hf_llama.read_config(saved) == hf_llama.read_config(hf_llama.LLAMA_3_2_1B)
+  assert hf_llama.read_config(saved)[0].rope_theta == 500000.0  # the published value, by hand
+  refused({"rope_scaling": LINEAR | {"rope_theta": 1.0}}, "disagrees with rope_theta")

@@ -61,6 +61,12 @@ def _rope(hf_config: dict[str, Any]) -> dict[str, Any]:
   else:
     where, scaling = "rope_scaling", dict(hf_config.get("rope_scaling") or {})
     theta = hf_config.get("rope_theta", 10_000.0)
+    # transformers' LlamaConfig copies rope_theta into the rope_scaling it is given (and saves it there)
+    inner = scaling.pop("rope_theta", None)
+    if inner is not None and "rope_theta" not in hf_config:
+      theta = inner
+    elif inner is not None and float(inner) != float(theta):
+      raise ValueError(f"rope_scaling.rope_theta={inner!r} disagrees with rope_theta={theta!r}")
   rope_type = scaling.pop("rope_type", scaling.pop("type", "default"))
   fields: dict[str, Any] = {"rope_theta": float(theta), "rope_type": rope_type}
   needed = {"default": (), "linear": ("factor",),
