@@ -8,7 +8,9 @@ autoencoder, memory model); leave it empty to probe an untrained encoder. The en
 match the checkpoint's architecture (the presets match those of clm.py and autoencoder.py).
 Argument: a preset (tiny | small | paper | smoke | cpu | demo), then optional keys: family, feed
 (as configs/autoencoder.py's), steps, embed_index (-2 for causally trained encoders, whose last
-position never received a loss), frozen_scope, and `pretrained=DIR`: a
+position never received a loss), frozen_scope, quantize (none | bf16 | int8 | int4 | binary: the
+decoder reads the embedding stored at that precision, as a memory model's memory.quantize stores
+memories; issue 21 §2; sets encoder.quantize, absent at none), and `pretrained=DIR`: a
 converted causal LM (python -m memjax.convert hf-llama SRC DIR) as the frozen encoder, whole (its
 token embedding included), with its own tokenizer and vocabulary, read at the last token's last
 hidden state, and an unrolled Llama-style decoder (paper §2.3, §5.2: d=512, 16 layers, 4 heads,
@@ -29,7 +31,7 @@ LLM_STEPS = mc.LLM_PROBE_STEPS  # the reference's LLM probes (§5.2): 40k steps 
 
 def get_config(arg=None):
   arg = mc.parse_arg(arg, family="transformer", feed="", steps=0, embed_index=-1, frozen_scope="",
-                     pretrained="")
+                     pretrained="", quantize="none")
   size = mc.SIZES[arg.preset]
   llm = arg.pretrained and arg.preset == "paper"
   cfg = mc.base("autoencoder", arg.preset, stages="autoencode", family=arg.family,
@@ -44,4 +46,6 @@ def get_config(arg=None):
   if arg.pretrained:  # the decoder and schedule of the reference's LLM driver (memjax/config.py)
     mc.probe_pretrained(cfg, mc.pretrained(arg.pretrained), arg.pretrained, arg.preset, feed=arg.feed,
                         frozen_scope=arg.frozen_scope)
+  if arg.quantize != "none":  # absent at none: probes trained before the option read back unchanged
+    cfg.encoder.quantize = arg.quantize
   return cfg

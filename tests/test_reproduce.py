@@ -72,6 +72,10 @@ def test_runs_are_shared_between_experiments_and_probes_read_the_right_encoders(
   memory_probe = json.loads((root / suite.RUNS / "mixer_probe_memory_model_clm" / "config.json").read_text())
   memory_run = json.loads((root / suite.RUNS / "mixer_memory_clm" / "config.json").read_text())
   assert memory_probe["data"]["n_ctx"] == memory_run["data"]["n_ctx"] // memory_run["memory"]["chunks"]
+  quantized = json.loads((root / suite.RUNS / "mixer_probe_autoencoder_int8" / "config.json").read_text())
+  assert "mixer_probe_autoencoder" in summaries["quantize"]["runs"]  # 'none': the information probe
+  assert quantized["encoder"]["checkpoint"] == str(root / suite.RUNS / "mixer_autoencoder")
+  assert quantized["encoder"]["quantize"] == "int8" and quantized["encoder"]["frozen"]
 
 
 def test_timing_counts_every_run_and_this_call_only_what_it_trained(reproduced):

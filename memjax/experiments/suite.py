@@ -107,15 +107,17 @@ def reuse_encoder(cfg: ml_collections.ConfigDict, source: RunSpec | None, root: 
 
 def probe(scale: str, source: RunSpec | None, root: pathlib.Path, *, embed_index: int = -1,
           architecture: ml_collections.ConfigDict | None = None, n_ctx: int | None = None,
-          feed: str | None = None) -> ml_collections.ConfigDict:
+          feed: str | None = None, quantize: str = "none") -> ml_collections.ConfigDict:
   """An information probe (paper Fig. 1) of `source`'s frozen encoder: a fresh decoder trained to
   regenerate the encoder's input from its single embedding. `source=None` probes an untrained encoder
   of `architecture`. The probe's context is the encoder's (a memory model's chunk length) unless
   `n_ctx` is given (transformer encoders read any length; mixers only their own). The decoder is fed
-  as the preset feeds it (configs/probe.py) unless `feed` is given.
+  as the preset feeds it (configs/probe.py) unless `feed` is given; it reads the embedding stored at
+  `quantize` precision (memjax.models.quantize).
   """
   arch = encoder_section(source.cfg) if source else architecture
-  cfg = config("probe.py", scale, family=arch.family, **({"feed": feed} if feed else {}))
+  cfg = config("probe.py", scale, family=arch.family, **({"feed": feed} if feed else {}),
+               **({"quantize": quantize} if quantize != "none" else {}))
   reuse_encoder(cfg, source, root, embed_index=embed_index, architecture=architecture)
   if n_ctx is not None:
     cfg.data.n_ctx = n_ctx

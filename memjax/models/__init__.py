@@ -55,8 +55,11 @@ def build_model(cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
   if spec.task == "autoencoder":
     return Autoencoder(spec.encoder, spec.decoder, feed=cfg.decoder.feed,
                        embed_index=cfg.encoder.embed_index, compression=cfg.encoder.compression,
-                       init_convention=convention, rngs=rngs)
+                       init_convention=convention, quantize=cfg.encoder.get("quantize", "none"), rngs=rngs)
   memory = cfg.memory
+  if "encoder" in cfg and cfg.encoder.get("quantize", "none") != "none":
+    raise ValueError(f"encoder.quantize={cfg.encoder.quantize!r} stores an autoencoder's (a probe's) "
+                     "embedding; a memory model stores its memories at memory.quantize")
   if spec.kind == "full":
     return CausalLM(spec.decoder, rngs=rngs)
   if spec.kind == "recurrent":

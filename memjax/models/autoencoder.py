@@ -1,7 +1,8 @@
 """Autoencoder: encoder -> one embedding -> decoder regenerating all tokens in one pass (no shift).
 
 With a frozen encoder this is also the paper's information probe (Fig. 1): a fresh decoder learns to
-regenerate the input from the encoder's single embedding.
+regenerate the input from the encoder's single embedding; with `quantize` (memjax.models.quantize)
+from that embedding as a memory model stores it (issue 21 §2: what survives quantisation).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 import jax
 from flax import nnx
 
+from memjax.models import quantize as quant
 from memjax.models.bridge import Bridge, Unroll, embedding_at, repeat
 from memjax.models.config import StackConfig
 from memjax.models.stack import Stack, Tower, lm_head, logits_from
@@ -24,7 +26,7 @@ class Autoencoder(nnx.Module):
 
   def __init__(self, encoder: StackConfig, decoder: StackConfig, *, feed: Feed = "repeat",
                embed_index: int = -1, compression: int = 1, init_convention: str = "memjax",
-               rngs: nnx.Rngs):
+               quantize: str = "none", rngs: nnx.Rngs):
     if feed not in FEEDS:
       raise ValueError(f"decoder feed must be one of {FEEDS}, got {feed!r}")
     self.encoder = Tower(encoder, init_convention=init_convention, rngs=rngs)
@@ -33,14 +35,16 @@ class Autoencoder(nnx.Module):
     self.decoder = Stack(decoder, rngs=rngs)
     self.head = lm_head(decoder, rngs, init_convention)
     self.embed_index = embed_index
+    self.quantize = quant.check(quantize)
 
   def embed(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> jax.Array:
     """The single memory embedding [B, E] of each sequence."""
     return embedding_at(self.encoder(tokens_BxT, mask_BxT), self.embed_index)
 
   def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array | None = None) -> dict[str, jax.Array]:
-    """`mask_BxT` masks padding in the encoder; the decoder's inputs all come from the embedding."""
-    embedding_BxE = self.embed(tokens_BxT, mask_BxT)
+    """`mask_BxT` masks padding in the encoder; the decoder's inputs all come from the embedding, stored
+    at `quantize` precision (straight-through gradients, as memory models store memories)."""
+    embedding_BxE = quant.straight_through(self.embed(tokens_BxT, mask_BxT), self.quantize)
     return {"logits": self.decode(embedding_BxE, tokens_BxT.shape[1]), "embedding": embedding_BxE}
 
   def decode(self, embedding_BxE: jax.Array, length: int) -> jax.Array:

@@ -53,6 +53,7 @@ RULES: tuple[Rule, ...] = (
     ("objective.copy_weight", _non_negative, ">= 0"),
     ("objective.copy_delimiter_tokens", _non_negative, ">= 0"),
     ("memory.quantize", lambda x: x in quantize.MODES, f"one of {quantize.MODES}"),
+    ("encoder.quantize", lambda x: x in quantize.MODES, f"one of {quantize.MODES}"),
 )
 
 
