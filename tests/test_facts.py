@@ -174,6 +174,10 @@ def test_tiny_plan_continues_the_curriculum_and_trains_every_row_on_facts(tmp_pa
   assert frozen.train.init_from == str(suite.run_dir(tmp_path, "mixer_curriculum_frozen_ae"))
   assert frozen.encoder.frozen and frozen.encoder.checkpoint.endswith("mixer_autoencoder")
   assert "mixer_curriculum_frozen_ae" in specs and not specs["mixer_facts_trainable"].cfg.encoder.frozen
+  cpu = {s.name: s for s in suite.plan(experiment.EXPERIMENT, "cpu", tmp_path)}
+  for name in rows:  # every row is scored on the same task and held-out answers
+    assert cpu[name].cfg.objective.facts.to_dict() == {"answer_ids": 32, "answer_tokens": 1}
+    assert cpu[name].cfg.train.eval_batches == 32 and cpu[name].cfg.train.steps == 1000
 
 
 def test_report_reads_accuracy_by_distance_from_eval_keys():

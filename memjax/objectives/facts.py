@@ -3,7 +3,9 @@
 
 A stage names it by import path, `objective.stages=memjax.objectives.facts:objective` (STAGE), so
 that the built-in objectives stay as they are; it reads the run's chunk count (memory.chunks: a
-full-context or recurrent model is scored at the same distances as a memory model).
+full-context or recurrent model is scored at the same distances as a memory model) and the task's
+keywords of data/facts.plant from `objective.facts` (e.g. answer_ids, answer_tokens; the facts
+experiment sets them), the plant's defaults where absent.
 """
 
 from __future__ import annotations
