@@ -15,14 +15,14 @@ K, L, B = 4, 8, 6
 N = K * L
 SEP, EOS, PAD, BLANK, V = 3, 1, 0, 2, 50
 SPECIAL = (PAD, EOS, BLANK, SEP)
-F = 2 + facts.KEY_TOKENS + facts.ANSWER_TOKENS  # [SEP, X, SEP, Y1, Y2]: 5 tokens
+F = 5  # [SEP, X, SEP, Y1, Y2]: these tests plant 2-token answers
 
 
-def planted(seed=0, text=EOS, mask=1.0):
+def planted(seed=0, text=EOS, mask=1.0, **task):
   # Text of one special id only, so that a planted word can be found by value.
   tokens = jnp.full((B, N), text, jnp.int32)
   return tokens, facts.plant(tokens, jnp.full((B, N), mask), jax.random.key(seed), chunks=K,
-                             marker_id=SEP, vocab_size=V, special_ids=SPECIAL)
+                             marker_id=SEP, vocab_size=V, special_ids=SPECIAL, **({"answer_tokens": 2} | task))
 
 
 def test_fact_sits_in_the_stated_chunk_and_the_question_ends_the_last():
@@ -47,6 +47,20 @@ def test_answer_weights_are_exactly_the_answer_tokens():
   expected = np.zeros((B, N))
   expected[:, N - 2:] = 1.0  # Y1 and Y2, the last two positions (by hand)
   np.testing.assert_array_equal(out["weights"], expected)
+
+
+def test_answers_come_from_the_first_answer_ids_non_special_ids():
+  _, out = planted(seed=3, answer_ids=4, answer_tokens=1, key_tokens=1)
+  inputs = np.asarray(out["inputs"])
+  answers = inputs[:, N - 1]  # the one answer token ends each row
+  assert set(answers) <= {4, 5, 6, 7}  # ids 0..3 are SPECIAL, so the first 4 others are 4..7
+  expected = np.zeros((B, N))
+  expected[:, N - 1] = 1.0
+  np.testing.assert_array_equal(out["weights"], expected)
+  assert (inputs[:, N - 4] == SEP).all() and (inputs[:, N - 2] == SEP).all()  # [SEP, X, SEP] then Y
+  many = np.concatenate([np.asarray(planted(seed=s, answer_ids=4, answer_tokens=1)[1]["inputs"])[:, N - 1]
+                         for s in range(8)])
+  assert set(many) == {4, 5, 6, 7}  # 48 draws of 4 ids: every id drawn (missing one: 4 (3/4)^48 ~ 4e-6)
 
 
 def test_answer_is_not_visible_in_the_decoders_own_chunk():
@@ -86,6 +100,8 @@ def test_bad_shapes_are_named():
     facts.plant(tokens, jnp.ones((2, 12)), jax.random.key(0), chunks=4, **kwargs)
   with pytest.raises(ValueError, match="at least 2 chunks"):
     facts.plant(tokens, jnp.ones((2, 12)), jax.random.key(0), chunks=1, **kwargs)
+  with pytest.raises(ValueError, match="47 answer ids asked of 46 non-special ids"):
+    facts.plant(tokens, jnp.ones((2, 12)), jax.random.key(0), chunks=2, answer_ids=47, **kwargs)
 
 
 def test_accuracy_by_distance_by_hand():
@@ -129,7 +145,8 @@ def test_objective_scores_answers_by_distance_and_names_bad_configs():
   from memjax.data import OWN_SPECIAL_IDS
   from memjax.objectives import facts as facts_objective
 
-  cfg = ml_collections.ConfigDict({"memory": {"chunks": K}, "data": {"vocab_size": V}})
+  cfg = ml_collections.ConfigDict({"memory": {"chunks": K}, "data": {"vocab_size": V},
+                                   "objective": {"facts": {"answer_tokens": 2, "answer_ids": 5}}})
   objective = facts_objective.objective(cfg, OWN_SPECIAL_IDS)
   batch = {"tokens": jnp.full((B, N), 10, jnp.int32), "mask": jnp.ones((B, N)), "rng": jax.random.key(0)}
   viewed = objective.views["facts"](batch)
@@ -137,6 +154,9 @@ def test_objective_scores_answers_by_distance_and_names_bad_configs():
   _, metrics = objective.loss({"facts": {"logits": logits}}, {"facts": viewed}, jnp.zeros((), jnp.int32))
   assert float(metrics["facts/tokens"]) == 2 * B and float(metrics["facts/accuracy"]) == 1.0
   assert all(float(metrics[f"facts/d{d}/tokens"]) == 4 for d in (1, 2, 3))  # 2 rows x 2 tokens each
+  specials = (OWN_SPECIAL_IDS.pad, OWN_SPECIAL_IDS.eos, OWN_SPECIAL_IDS.blank, OWN_SPECIAL_IDS.sep)
+  first_five = set(np.setdiff1d(np.arange(V), specials)[:5])  # the config's answer_ids
+  assert set(np.asarray(viewed["targets"])[:, N - 2:].ravel()) <= first_five
   with pytest.raises(ValueError, match="needs a memory-model config"):
     facts_objective.objective(ml_collections.ConfigDict({"data": {"vocab_size": V}}), OWN_SPECIAL_IDS)
 
@@ -154,6 +174,10 @@ def test_tiny_plan_continues_the_curriculum_and_trains_every_row_on_facts(tmp_pa
   assert frozen.train.init_from == str(suite.run_dir(tmp_path, "mixer_curriculum_frozen_ae"))
   assert frozen.encoder.frozen and frozen.encoder.checkpoint.endswith("mixer_autoencoder")
   assert "mixer_curriculum_frozen_ae" in specs and not specs["mixer_facts_trainable"].cfg.encoder.frozen
+  cpu = {s.name: s for s in suite.plan(experiment.EXPERIMENT, "cpu", tmp_path)}
+  for name in rows:  # every row is scored on the same task and held-out answers
+    assert cpu[name].cfg.objective.facts.to_dict() == {"answer_ids": 32, "answer_tokens": 1}
+    assert cpu[name].cfg.train.eval_batches == 32 and cpu[name].cfg.train.steps == 1000
 
 
 def test_report_reads_accuracy_by_distance_from_eval_keys():
@@ -182,7 +206,8 @@ def test_report_tables_each_row_by_distance_and_draws_the_figure(tmp_path):
   assert "| mixer | full context | 0.5156 | 0.5312 | 0.5469 | 0.5000 | 1.000 |" in summary["table"]
   assert (tmp_path / "facts.png").stat().st_size > 5_000
   found = {f["finding"]: (f["ours"], f["than"], f["paper"]) for f in experiment.findings(summary)}
-  assert found == {"mixer answer acc.: parallel, trainable encoder vs no memory": (0.0, 0.375, "more"),
+  assert found == {"mixer answer acc.: full context vs no memory": (0.5, 0.375, "more"),
+                   "mixer answer acc.: parallel, trainable encoder vs no memory": (0.0, 0.375, "more"),
                    "mixer answer acc.: parallel, frozen autoencoder (after copy curriculum) vs no memory":
                    (0.125, 0.375, "more"),
                    "mixer answer acc.: full context vs parallel, trainable encoder": (0.5, 0.0, "more")}
