@@ -39,9 +39,12 @@ LENGTHS = {"tiny": (16, 32), "cpu": (4, 8, 16, 32), "paper": (16, 64, 256, 512)}
 FAMILY = "mixer"  # the autoencoders'
 LM_FAMILY = "transformer"  # the causal LM's: RoPE positions, any text length after k vectors
 VECTORS = (1, 2, 4)  # k input vectors per text into the causal LM
-TEXTS = {"tiny": 4, "cpu": 32, "paper": 128}  # held-out texts per length (and as many random ones)
-MAX_STEPS = {"tiny": 10, "cpu": 1000, "paper": 5000}
-PRIOR_STEPS = {"tiny": 10, "cpu": 1000, "paper": 5000}  # updates of the prior (one input for all texts)
+# Held-out texts per length (and as many random ones), updates per crammed text and of the prior
+# (one input for all texts): at cpu scale sized for 3 seeds in one call of about an hour on the shared
+# 2-core machine (docs/results.md).
+TEXTS = {"tiny": 4, "cpu": 16, "paper": 128}
+MAX_STEPS = {"tiny": 10, "cpu": 300, "paper": 5000}
+PRIOR_STEPS = {"tiny": 10, "cpu": 100, "paper": 5000}
 SOURCES = ("text", "random tokens")
 SEED = 0  # random-token texts and the crammed vectors' initialization
 
@@ -77,7 +80,7 @@ def score(decode: Any, frozen: Any, vectors_BxKxE: jax.Array, prior_1xKxE: jax.A
 
   tokens, mask = jnp.asarray(tokens_BxT), jnp.asarray(mask_BxT, jnp.float32)
   B, T = tokens.shape
-  forward = jax.jit(decode)
+  forward = cramming.forward(decode)
   ce = lambda v: np.asarray(optax.softmax_cross_entropy_with_integer_labels(forward(frozen, v, tokens), tokens))
   with_BxT = ce(vectors_BxKxE)
   prior_BxT = ce(jnp.broadcast_to(prior_1xKxE, (B,) + prior_1xKxE.shape[1:]))

@@ -18,6 +18,7 @@ texts at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax
@@ -32,6 +33,7 @@ from memjax.models.stack import logits_from
 # vectors and tokens[:, :t] only (causal in the tokens).
 Decode = Callable[[Any, jax.Array, jax.Array], jax.Array]
 LR = 0.01  # the paper's AdamW learning rate
+CHECK_EVERY = 20  # steps between looks at whether every text stopped (a look waits for the device)
 
 
 @flax.struct.dataclass
@@ -105,15 +107,14 @@ def cram(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_BxKxE: jax.Arr
   if max_steps < 1:
     raise ValueError(f"max_steps must be at least 1, got {max_steps}")
   mask_BxT = jnp.ones(tokens_BxT.shape, jnp.float32) if mask_BxT is None else mask_BxT.astype(jnp.float32)
-  tx = optimizer(lr)
-  step = make_step(decode, tx)
-  state = init(jnp.asarray(init_BxKxE, jnp.float32), tx)
-  for _ in range(max_steps):
+  step = _step(decode, lr)
+  state = init(jnp.asarray(init_BxKxE, jnp.float32), optimizer(lr))
+  for i in range(max_steps):  # a stopped text never changes, so looking only now and then is exact
     state = step(frozen, state, tokens_BxT, mask_BxT)
-    if not bool(state.active.any()):
+    if i % CHECK_EVERY == CHECK_EVERY - 1 and not bool(state.active.any()):
       break
   # A last look at the final vectors: texts whose last update reached full accuracy stopped too.
-  _, accuracy_B = text_losses(decode(frozen, state.vectors, tokens_BxT), tokens_BxT, mask_BxT)
+  _, accuracy_B = text_losses(forward(decode)(frozen, state.vectors, tokens_BxT), tokens_BxT, mask_BxT)
   return Crammed(state.vectors, state.steps, accuracy_B >= 1.0)
 
 
@@ -126,14 +127,31 @@ def prior(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_1xKxE: jax.Ar
     raise ValueError(f"a prior's initial vectors must be [1, K, E], got {init_1xKxE.shape}")
   if steps < 0:
     raise ValueError(f"steps must be at least 0, got {steps}")
-  B = tokens_BxT.shape[0]
   mask_BxT = jnp.ones(tokens_BxT.shape, jnp.float32) if mask_BxT is None else mask_BxT.astype(jnp.float32)
+  return _prior_run(decode, lr, steps)(frozen, jnp.asarray(init_1xKxE, jnp.float32), tokens_BxT, mask_BxT)
+
+
+# The jitted functions, one per decoder (and static setting): every call with the same decoder and
+# shapes reuses one compilation (the sources of an experiment, its seeds through the compile cache).
+@functools.lru_cache(maxsize=None)
+def forward(decode: Decode) -> Decode:
+  """The decoder, jitted (teacher-forced logits)."""
+  return jax.jit(decode)
+
+
+@functools.lru_cache(maxsize=None)
+def _step(decode: Decode, lr: float) -> Callable[..., CramState]:
+  return make_step(decode, optimizer(lr))
+
+
+@functools.lru_cache(maxsize=None)
+def _prior_run(decode: Decode, lr: float, steps: int) -> Callable[..., jax.Array]:
   tx = optimizer(lr)
 
   @jax.jit
   def run(frozen, vectors, tokens_BxT, mask_BxT):
     def loss_fn(v):
-      v_BxKxE = jnp.broadcast_to(v, (B,) + v.shape[1:])
+      v_BxKxE = jnp.broadcast_to(v, tokens_BxT.shape[:1] + v.shape[1:])
       return text_losses(decode(frozen, v_BxKxE, tokens_BxT), tokens_BxT, mask_BxT)[0].mean()
 
     def body(_, carry):
@@ -143,13 +161,18 @@ def prior(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_1xKxE: jax.Ar
 
     return jax.lax.fori_loop(0, steps, body, (vectors, tx.init(vectors)))[0]
 
-  return run(frozen, jnp.asarray(init_1xKxE, jnp.float32), tokens_BxT, mask_BxT)
+  return run
 
 
 def greedy(decode: Decode, frozen: Any, vectors_BxKxE: jax.Array, length: int) -> jax.Array:
   """Tokens [B, length] generated from the vectors alone: each position's argmax, fed back as the
   tokens the next positions read (the decoder is causal in them, so the unfilled ones are never read)."""
 
+  return _greedy_run(decode, length)(frozen, vectors_BxKxE)
+
+
+@functools.lru_cache(maxsize=None)
+def _greedy_run(decode: Decode, length: int) -> Callable[..., jax.Array]:
   @jax.jit
   def run(frozen, vectors_BxKxE):
     def body(t, tokens_BxT):
@@ -158,9 +181,10 @@ def greedy(decode: Decode, frozen: Any, vectors_BxKxE: jax.Array, length: int) -
 
     return jax.lax.fori_loop(0, length, body, jnp.zeros((vectors_BxKxE.shape[0], length), jnp.int32))
 
-  return run(frozen, vectors_BxKxE)
+  return run
 
 
+@functools.lru_cache(maxsize=None)  # one decoder (and its compilations) per architecture
 def embedding_decoder(graphdef: Any) -> Decode:
   """An autoencoder's decoder (nnx graphdef; frozen: its nnx.Param state): reads one embedding,
   vectors [B, 1, E], and no token."""
@@ -173,6 +197,7 @@ def embedding_decoder(graphdef: Any) -> Decode:
   return decode
 
 
+@functools.lru_cache(maxsize=None)
 def prefix_decoder(graphdef: Any) -> Decode:
   """A causal LM (models/lm.CausalLM graphdef; frozen: its nnx.Param state) reading [k vectors]
   [text]: its token embeddings after k input vectors of its width, the logits from the last vector
