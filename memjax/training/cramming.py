@@ -6,21 +6,34 @@ jitted step that is never differentiated. Every text's loss is its own mean cros
 batch loss is their sum, so each text's gradient (and AdamW moments) is exactly that of optimising it
 alone. A text stops (its vectors and moments no longer change) once its teacher-forced token accuracy
 reaches 1.0, as in the paper; the loop ends when every text stopped or after `max_steps`.
+
+A decoder is any causal `Decode`: the logits at position t may read the vectors and the tokens before
+t only, so one function serves teacher forcing (cram) and greedy generation from the vectors alone
+(greedy). Two are built here: an autoencoder's decoder reading one embedding (embedding_decoder) and
+a causal LM reading [k vectors][text] (prefix_decoder, Kuratov et al.'s setting). Information gain
+needs the decoder's best text-independent input, its prior: `prior` crams one set of vectors for all
+texts at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
 
-# decode(frozen, vectors_BxKxE, length) -> logits [B, length, V]
-Decode = Callable[[Any, jax.Array, int], jax.Array]
+from memjax.models.stack import logits_from
+
+# decode(frozen, vectors_BxKxE, tokens_BxT) -> logits [B, T, V]; position t predicts token t from the
+# vectors and tokens[:, :t] only (causal in the tokens).
+Decode = Callable[[Any, jax.Array, jax.Array], jax.Array]
 LR = 0.01  # the paper's AdamW learning rate
+CHECK_EVERY = 20  # steps between looks at whether every text stopped (a look waits for the device)
 
 
 @flax.struct.dataclass
@@ -57,10 +70,8 @@ def make_step(decode: Decode, tx: optax.GradientTransformation) -> Callable[...,
   still below full accuracy (measured at the vectors it is given)."""
 
   def step(frozen: Any, state: CramState, tokens_BxT: jax.Array, mask_BxT: jax.Array) -> CramState:
-    length = tokens_BxT.shape[1]
-
     def loss_fn(vectors):
-      loss_B, accuracy_B = text_losses(decode(frozen, vectors, length), tokens_BxT, mask_BxT)
+      loss_B, accuracy_B = text_losses(decode(frozen, vectors, tokens_BxT), tokens_BxT, mask_BxT)
       return loss_B.sum(), (loss_B, accuracy_B)
 
     (_, (loss_B, accuracy_B)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.vectors)
@@ -96,13 +107,108 @@ def cram(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_BxKxE: jax.Arr
   if max_steps < 1:
     raise ValueError(f"max_steps must be at least 1, got {max_steps}")
   mask_BxT = jnp.ones(tokens_BxT.shape, jnp.float32) if mask_BxT is None else mask_BxT.astype(jnp.float32)
-  tx = optimizer(lr)
-  step = make_step(decode, tx)
-  state = init(jnp.asarray(init_BxKxE, jnp.float32), tx)
-  for _ in range(max_steps):
+  step = _step(decode, lr)
+  state = init(jnp.asarray(init_BxKxE, jnp.float32), optimizer(lr))
+  for i in range(max_steps):  # a stopped text never changes, so looking only now and then is exact
     state = step(frozen, state, tokens_BxT, mask_BxT)
-    if not bool(state.active.any()):
+    if i % CHECK_EVERY == CHECK_EVERY - 1 and not bool(state.active.any()):
       break
   # A last look at the final vectors: texts whose last update reached full accuracy stopped too.
-  _, accuracy_B = text_losses(decode(frozen, state.vectors, tokens_BxT.shape[1]), tokens_BxT, mask_BxT)
+  _, accuracy_B = text_losses(forward(decode)(frozen, state.vectors, tokens_BxT), tokens_BxT, mask_BxT)
   return Crammed(state.vectors, state.steps, accuracy_B >= 1.0)
+
+
+def prior(decode: Decode, frozen: Any, tokens_BxT: jax.Array, init_1xKxE: jax.Array, *,
+          mask_BxT: jax.Array | None = None, steps: int = 1000, lr: float = LR) -> jax.Array:
+  """The decoder's prior [1, K, E]: one set of vectors crammed for all texts at once (their mean
+  per-text cross-entropy), `steps` AdamW updates: the best input that knows nothing of the text, the
+  baseline of information gain (a zero or random input can be far worse than uninformed)."""
+  if init_1xKxE.ndim != 3 or init_1xKxE.shape[0] != 1:
+    raise ValueError(f"a prior's initial vectors must be [1, K, E], got {init_1xKxE.shape}")
+  if steps < 0:
+    raise ValueError(f"steps must be at least 0, got {steps}")
+  mask_BxT = jnp.ones(tokens_BxT.shape, jnp.float32) if mask_BxT is None else mask_BxT.astype(jnp.float32)
+  return _prior_run(decode, lr, steps)(frozen, jnp.asarray(init_1xKxE, jnp.float32), tokens_BxT, mask_BxT)
+
+
+# The jitted functions, one per decoder (and static setting): every call with the same decoder and
+# shapes reuses one compilation (the sources of an experiment, its seeds through the compile cache).
+@functools.lru_cache(maxsize=None)
+def forward(decode: Decode) -> Decode:
+  """The decoder, jitted (teacher-forced logits)."""
+  return jax.jit(decode)
+
+
+@functools.lru_cache(maxsize=None)
+def _step(decode: Decode, lr: float) -> Callable[..., CramState]:
+  return make_step(decode, optimizer(lr))
+
+
+@functools.lru_cache(maxsize=None)
+def _prior_run(decode: Decode, lr: float, steps: int) -> Callable[..., jax.Array]:
+  tx = optimizer(lr)
+
+  @jax.jit
+  def run(frozen, vectors, tokens_BxT, mask_BxT):
+    def loss_fn(v):
+      v_BxKxE = jnp.broadcast_to(v, tokens_BxT.shape[:1] + v.shape[1:])
+      return text_losses(decode(frozen, v_BxKxE, tokens_BxT), tokens_BxT, mask_BxT)[0].mean()
+
+    def body(_, carry):
+      v, opt_state = carry
+      updates, opt_state = tx.update(jax.grad(loss_fn)(v), opt_state, v)
+      return optax.apply_updates(v, updates), opt_state
+
+    return jax.lax.fori_loop(0, steps, body, (vectors, tx.init(vectors)))[0]
+
+  return run
+
+
+def greedy(decode: Decode, frozen: Any, vectors_BxKxE: jax.Array, length: int) -> jax.Array:
+  """Tokens [B, length] generated from the vectors alone: each position's argmax, fed back as the
+  tokens the next positions read (the decoder is causal in them, so the unfilled ones are never read)."""
+
+  return _greedy_run(decode, length)(frozen, vectors_BxKxE)
+
+
+@functools.lru_cache(maxsize=None)
+def _greedy_run(decode: Decode, length: int) -> Callable[..., jax.Array]:
+  @jax.jit
+  def run(frozen, vectors_BxKxE):
+    def body(t, tokens_BxT):
+      logits_BxTxV = decode(frozen, vectors_BxKxE, tokens_BxT)
+      return tokens_BxT.at[:, t].set(jnp.argmax(logits_BxTxV[:, t], -1).astype(tokens_BxT.dtype))
+
+    return jax.lax.fori_loop(0, length, body, jnp.zeros((vectors_BxKxE.shape[0], length), jnp.int32))
+
+  return run
+
+
+@functools.lru_cache(maxsize=None)  # one decoder (and its compilations) per architecture
+def embedding_decoder(graphdef: Any) -> Decode:
+  """An autoencoder's decoder (nnx graphdef; frozen: its nnx.Param state): reads one embedding,
+  vectors [B, 1, E], and no token."""
+
+  def decode(frozen, vectors_BxKxE, tokens_BxT):
+    if vectors_BxKxE.shape[1] != 1:
+      raise ValueError(f"an autoencoder's decoder reads one embedding per text, got {vectors_BxKxE.shape[1]}")
+    return nnx.merge(graphdef, frozen).decode(vectors_BxKxE[:, 0], tokens_BxT.shape[1])
+
+  return decode
+
+
+@functools.lru_cache(maxsize=None)
+def prefix_decoder(graphdef: Any) -> Decode:
+  """A causal LM (models/lm.CausalLM graphdef; frozen: its nnx.Param state) reading [k vectors]
+  [text]: its token embeddings after k input vectors of its width, the logits from the last vector
+  on (the last vector predicts the first token)."""
+
+  def decode(frozen, vectors_BxKxE, tokens_BxT):
+    lm = nnx.merge(graphdef, frozen)
+    K = vectors_BxKxE.shape[1]
+    x_BxSxD = jnp.concatenate([vectors_BxKxE.astype(jnp.float32),
+                               lm.decoder.embed(tokens_BxT[:, :-1]).astype(jnp.float32)], axis=1)
+    hidden_BxSxD = lm.decoder.stack(x_BxSxD)
+    return logits_from(hidden_BxSxD[:, K - 1:], lm.head, lm.decoder.embed)
+
+  return decode
